@@ -3,5 +3,8 @@
 //! Data flows one way: spec → point → workload → loadgen (records) → metrics
 //! (summary). See DESIGN.md for the vocabulary.
 
+pub mod cli;
 pub mod loadgen;
+pub mod lock;
+pub mod spec;
 pub mod workload;
