@@ -115,6 +115,12 @@ pub struct LockDirArg {
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`infermark spec id x | head -1`), as
+    // Unix filters do, instead of panicking on the failed write.
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spec(cmd) => spec_cmd::spec(cmd),
