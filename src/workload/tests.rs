@@ -462,3 +462,39 @@ fn missing_dataset_file_is_refused_naming_it() {
     assert!(matches!(err, WorkloadError::ReadDataset { .. }));
     assert!(err.to_string().contains("absent.json"));
 }
+
+#[test]
+fn error_messages_read_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shown = |err: WorkloadError| {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text.replace(&dir.path().display().to_string(), "[dir]")
+    };
+    let good = write(dir.path(), "share.json", SHAREGPT);
+    let broken = write(
+        dir.path(),
+        "broken.json",
+        r#"[{"conversations": {"from": "human"}}]"#,
+    );
+    let lonely = write(
+        dir.path(),
+        "lonely.json",
+        r#"[{"conversations": [{"from": "human", "value": "hi"}]}]"#,
+    );
+    let hash = |p: &Path| sha256_file(p).expect("hash");
+    let messages: Vec<String> = vec![
+        generate(&random_params(Api::Chat, 10, 1.25), 0, 1),
+        generate(&file_params(Api::Chat, good.clone(), "f".repeat(64)), 0, 1),
+        generate(&file_params(Api::Chat, broken.clone(), hash(&broken)), 0, 1),
+        generate(&file_params(Api::Chat, lonely.clone(), hash(&lonely)), 0, 1),
+    ]
+    .into_iter()
+    .map(|result| shown(result.expect_err("each case is an error")))
+    .collect();
+    insta::assert_snapshot!(messages.join("\n"));
+}
