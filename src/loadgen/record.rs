@@ -71,8 +71,16 @@ enum ChunkWire {
 impl From<ChunkWire> for Chunk {
     fn from(w: ChunkWire) -> Self {
         match w {
-            ChunkWire::Plain(t_ns, tokens) => Chunk { t_ns, tokens, server_ns: None },
-            ChunkWire::Stamped(t_ns, tokens, s) => Chunk { t_ns, tokens, server_ns: Some(s) },
+            ChunkWire::Plain(t_ns, tokens) => Chunk {
+                t_ns,
+                tokens,
+                server_ns: None,
+            },
+            ChunkWire::Stamped(t_ns, tokens, s) => Chunk {
+                t_ns,
+                tokens,
+                server_ns: Some(s),
+            },
         }
     }
 }

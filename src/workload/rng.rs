@@ -24,7 +24,9 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -79,7 +81,10 @@ impl Rng {
     /// generating gamma variables", ACM TOMS 2000), with the usual boost
     /// `G(a) = G(a+1) * U^(1/a)` for shape < 1.
     pub fn next_gamma(&mut self, shape: f64, scale: f64) -> f64 {
-        assert!(shape > 0.0 && scale > 0.0, "gamma needs positive shape and scale");
+        assert!(
+            shape > 0.0 && scale > 0.0,
+            "gamma needs positive shape and scale"
+        );
         if shape < 1.0 {
             let u = 1.0 - self.next_f64(); // (0, 1]
             return self.next_gamma(shape + 1.0, scale) * u.powf(1.0 / shape);
@@ -107,10 +112,16 @@ mod tests {
 
     #[test]
     fn same_seed_and_stream_give_the_same_sequence() {
-        let a: Vec<u64> = (0..8).scan(Rng::new(7, 1), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..8).scan(Rng::new(7, 1), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..8)
+            .scan(Rng::new(7, 1), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .scan(Rng::new(7, 1), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
-        let c: Vec<u64> = (0..8).scan(Rng::new(7, 2), |r, _| Some(r.next_u64())).collect();
+        let c: Vec<u64> = (0..8)
+            .scan(Rng::new(7, 2), |r, _| Some(r.next_u64()))
+            .collect();
         assert_ne!(a, c);
     }
 
@@ -143,7 +154,10 @@ mod tests {
             let n = 20_000;
             let mean: f64 = (0..n).map(|_| r.next_gamma(shape, 2.0)).sum::<f64>() / n as f64;
             let expected = shape * 2.0;
-            assert!((mean - expected).abs() < 0.05 * expected, "shape {shape}: mean {mean}");
+            assert!(
+                (mean - expected).abs() < 0.05 * expected,
+                "shape {shape}: mean {mean}"
+            );
         }
     }
 }
