@@ -28,6 +28,8 @@
 //! Also here: reading and writing `requests.jsonl` ([`records_io`]), the
 //! vLLM-compatible export ([`vllm`]) and the human table ([`table`]).
 
+#[cfg(test)]
+mod fixtures;
 pub mod records_io;
 pub mod stats;
 mod summarize;

@@ -10,13 +10,16 @@
 //!   to 0.1% above the true sample; it is then clamped into the exact
 //!   `[min, max]`. Values below 2048 µs are represented exactly.
 //! - **min / max** are exact (computed from the nanosecond values).
-//! - **mean / std** are exact-value statistics, not histogram ones: the
-//!   population standard deviation (divisor n, as `numpy.std` in vLLM's
-//!   benchmark), accumulated with West's weighted incremental algorithm
-//!   (D. H. D. West, "Updating mean and variance estimates: an improved
-//!   method", CACM 22(9), 1979). The accumulation order is fixed by the
-//!   caller (request index order), so the floating-point result is the same
-//!   on every run.
+//! - **mean / std** are computed from the exact nanosecond values, not from
+//!   the histogram. The mean is the sum of the values divided by their count
+//!   (exact integer-valued terms, so for whole-nanosecond samples it is the
+//!   correctly rounded mean). The std is the population standard deviation
+//!   (divisor n, as `numpy.std` in vLLM's benchmark), accumulated with West's
+//!   weighted incremental algorithm (D. H. D. West, "Updating mean and
+//!   variance estimates: an improved method", CACM 22(9), 1979), which stays
+//!   accurate where the textbook `Σx² − (Σx)²/n` cancels catastrophically.
+//!   The accumulation order is fixed by the caller (request index order), so
+//!   the floating-point result is the same on every run.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,8 @@ pub(crate) struct Distribution {
     histogram: Histogram<u64>,
     /// Total weight (number of samples).
     count: u64,
+    /// Sum of all samples, in ns.
+    sum_ns: f64,
     /// West's running mean and weighted sum of squared deviations, in ns.
     mean_ns: f64,
     sum_sq_dev_ns: f64,
@@ -79,6 +84,7 @@ impl Distribution {
         Self {
             histogram,
             count: 0,
+            sum_ns: 0.0,
             mean_ns: 0.0,
             sum_sq_dev_ns: 0.0,
             min_ns: f64::INFINITY,
@@ -108,11 +114,18 @@ impl Distribution {
         let value_us = u64::try_from(value_us).unwrap_or(HIGHEST_US);
         self.histogram.saturating_record_n(value_us, weight);
 
+        // `weight` samples of numer/denom sum to exactly `numer` when the
+        // weight is the denominator (per-token ITL): keep that exact.
+        self.sum_ns += if weight == denom {
+            numer_ns as f64
+        } else {
+            weight as f64 * value_ns
+        };
+
         // West (1979), weighted incremental mean and variance.
         self.count += weight;
         let delta = value_ns - self.mean_ns;
-        let share = weight as f64 / self.count as f64;
-        self.mean_ns += delta * share;
+        self.mean_ns += delta * weight as f64 / self.count as f64;
         self.sum_sq_dev_ns += weight as f64 * delta * (value_ns - self.mean_ns);
 
         self.min_ns = self.min_ns.min(value_ns);
@@ -144,7 +157,7 @@ impl Distribution {
         });
         LatencyStats {
             count: self.count,
-            mean_ms: finite(self.mean_ns / NS_PER_MS),
+            mean_ms: finite(self.sum_ns / self.count as f64 / NS_PER_MS),
             std_ms: finite(variance.sqrt() / NS_PER_MS),
             min_ms: finite(min_ms),
             max_ms: finite(max_ms),
@@ -208,7 +221,7 @@ mod tests {
         d.add_ns(10_000_000);
         d.add_ns(20_000_000);
         let p50 = d.stats().p50_ms.expect("p50 present");
-        assert!(p50 >= 10.0 && p50 <= 10.0 * 1.001, "{p50}");
+        assert!((10.0..=10.0 * 1.001).contains(&p50), "{p50}");
     }
 
     #[test]

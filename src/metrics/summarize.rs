@@ -273,3 +273,381 @@ fn per_user_rate(tpot_ms: f64) -> Option<f64> {
 fn duration_ms(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::record::Chunk;
+    use crate::metrics::fixtures::{self, S, us};
+    use crate::metrics::stats::LatencyStats;
+    use crate::workload::rng::Rng;
+
+    fn ctx(gpus: u32, slo: Slo) -> SummaryContext {
+        SummaryContext {
+            point_id: "p-1".into(),
+            gpus,
+            slo,
+        }
+    }
+
+    fn fixture_summary() -> Summary {
+        summarize(&fixtures::records(), &ctx(2, Slo::default()))
+    }
+
+    fn micros(d: u64) -> Duration {
+        Duration::from_micros(d)
+    }
+
+    /// Asserts the figures a distribution must have, in ms.
+    #[track_caller]
+    fn assert_stats(
+        s: &LatencyStats,
+        count: u64,
+        mean: f64,
+        min: f64,
+        p50: f64,
+        p90: f64,
+        max: f64,
+    ) {
+        assert_eq!(s.count, count, "count");
+        assert_eq!(s.mean_ms, Some(mean), "mean");
+        assert_eq!(s.min_ms, Some(min), "min");
+        assert_eq!(s.p50_ms, Some(p50), "p50");
+        assert_eq!(s.p90_ms, Some(p90), "p90");
+        assert_eq!(s.max_ms, Some(max), "max");
+    }
+
+    #[test]
+    fn counts_follow_the_records() {
+        let c = fixture_summary().counts;
+        assert_eq!(c.measured, 5);
+        assert_eq!(c.completed, 3);
+        assert_eq!(c.failed, 2);
+        assert_eq!(
+            c.failed_by_kind,
+            FailedByKind {
+                timeout: 1,
+                http: 1,
+                ..FailedByKind::default()
+            }
+        );
+        assert_eq!(c.warmup_excluded, 1);
+        // Request 3: usage says 4 tokens, its chunks carry 3.
+        assert_eq!(c.token_disagreements, 1);
+        assert_eq!(c.token_disagreement_abs, 1);
+        assert_eq!(c.slo_met, None);
+    }
+
+    #[test]
+    fn window_runs_from_first_send_to_last_end_including_failures() {
+        let w = fixture_summary().window;
+        // Request 5 is sent at S; request 4 times out at S + 2 s.
+        assert_eq!(w.start_ns, Some(S));
+        assert_eq!(w.end_ns, Some(S + 2 * NS_PER_S));
+        assert_eq!(w.duration_s, Some(2.0));
+    }
+
+    #[test]
+    fn totals_and_throughputs_over_the_window() {
+        let s = fixture_summary();
+        // Input: usage 100 + generated 200 + usage 300; output: usage 5+5+4.
+        assert_eq!(
+            s.totals,
+            Totals {
+                input_tokens: 600,
+                output_tokens: 14
+            }
+        );
+        let t = &s.throughput;
+        assert_eq!(t.requests_per_s, Some(1.5));
+        assert_eq!(t.output_tokens_per_s, Some(7.0));
+        assert_eq!(t.total_tokens_per_s, Some(307.0));
+        assert_eq!(t.requests_per_s_per_gpu, Some(0.75));
+        assert_eq!(t.output_tokens_per_s_per_gpu, Some(3.5));
+        assert_eq!(t.total_tokens_per_s_per_gpu, Some(153.5));
+        assert_eq!(t.goodput_requests_per_s, None);
+        // All 13 chunk tokens of the completed requests arrive in [S, S+1s).
+        assert_eq!(t.max_output_tokens_per_s, 13);
+        // Requests 1–4 are all in flight over [S+300µs, S+1150µs).
+        assert_eq!(t.max_concurrent_requests, 4);
+    }
+
+    #[test]
+    fn cpu_runs_have_no_per_gpu_figures() {
+        let s = summarize(&fixtures::records(), &ctx(0, Slo::default()));
+        assert_eq!(s.throughput.output_tokens_per_s, Some(7.0));
+        assert_eq!(s.throughput.requests_per_s_per_gpu, None);
+        assert_eq!(s.throughput.output_tokens_per_s_per_gpu, None);
+        assert_eq!(s.throughput.total_tokens_per_s_per_gpu, None);
+    }
+
+    #[test]
+    fn latency_distributions_match_hand_computation() {
+        let l = fixture_summary().latency;
+        // TTFT {1000, 900, 500} µs.
+        assert_stats(&l.ttft, 3, 0.8, 0.5, 0.9, 1.0, 1.0);
+        // Population std: sqrt((200² + 100² + 300²) / 3) µs.
+        let std = l.ttft.std_ms.expect("ttft std");
+        assert!(
+            (std - (140_000.0f64 / 3.0).sqrt() / 1e3).abs() < 1e-12,
+            "{std}"
+        );
+        // E2EL {1800, 1900, 950} µs.
+        assert_stats(&l.e2el, 3, 1.55, 0.95, 1.8, 1.9, 1.9);
+        // TPOT: (1800−1000)/4, (1900−900)/4, (950−500)/(4−1) — request 3
+        // divides by its usage count 4, not its 3 chunks.
+        assert_stats(&l.tpot, 3, 0.2, 0.15, 0.2, 0.25, 0.25);
+        // Queue delay {100, 300, 200} µs.
+        assert_stats(&l.queue_delay, 3, 0.2, 0.1, 0.2, 0.3, 0.3);
+        // Chunk gaps {200×4, 600, 300, 200×2}: 2100 µs over 8 gaps; the
+        // 90th percentile is rank ceil(7.2) = 8, the 600 µs gap.
+        assert_stats(&l.itl, 8, 0.2625, 0.2, 0.2, 0.6, 0.6);
+        assert_eq!(l.itl.p99_9_ms, Some(0.6));
+    }
+
+    #[test]
+    fn itl_per_token_splits_a_multi_token_chunk() {
+        let l = fixture_summary().latency;
+        // The 600 µs gap before request 2's 3-token chunk becomes 3 × 200 µs:
+        // {200×9, 300}, still 2100 µs in all, over 10 tokens.
+        assert_stats(&l.itl_per_token, 10, 0.21, 0.2, 0.2, 0.2, 0.3);
+        assert_eq!(l.itl_per_token.p95_ms, Some(0.3));
+        // Per chunk the same request gives one 600 µs sample.
+        assert_eq!(l.itl.max_ms, Some(0.6));
+    }
+
+    #[test]
+    fn interactivity_is_1000_over_tpot() {
+        let i = fixture_summary().interactivity;
+        assert_eq!(i.median_tok_s_per_user, Some(5000.0));
+        assert_eq!(i.mean_tok_s_per_user, Some(5000.0));
+    }
+
+    #[test]
+    fn warmup_requests_change_nothing_but_their_count() {
+        let records = fixtures::records();
+        let without_warmup: Vec<_> = records.iter().filter(|r| !r.warmup).cloned().collect();
+        let mut with = summarize(&records, &ctx(2, Slo::default()));
+        let without = summarize(&without_warmup, &ctx(2, Slo::default()));
+        assert_eq!(with.counts.warmup_excluded, 1);
+        assert_eq!(without.counts.warmup_excluded, 0);
+        with.counts.warmup_excluded = 0;
+        assert_eq!(with, without);
+    }
+
+    #[test]
+    fn failed_requests_are_counted_but_feed_no_latency() {
+        let records = fixtures::records();
+        let completed: Vec<_> = records
+            .iter()
+            .filter(|r| r.error.is_none())
+            .cloned()
+            .collect();
+        let all = summarize(&records, &ctx(2, Slo::default()));
+        let ok_only = summarize(&completed, &ctx(2, Slo::default()));
+        assert_eq!(all.latency, ok_only.latency);
+        assert_eq!(all.counts.failed, 2);
+        assert_eq!(ok_only.counts.failed, 0);
+    }
+
+    #[test]
+    fn goodput_counts_requests_meeting_every_slo() {
+        let records = fixtures::records();
+        // TTFT ≤ 950 µs keeps requests 2 and 3; E2EL ≤ 1850 µs keeps 1 and 3.
+        let slo = Slo {
+            ttft: Some(micros(950)),
+            tpot: None,
+            e2el: Some(micros(1850)),
+        };
+        let s = summarize(&records, &ctx(2, slo));
+        assert_eq!(s.counts.slo_met, Some(1));
+        assert_eq!(s.throughput.goodput_requests_per_s, Some(0.5));
+        assert_eq!(s.slo.ttft_ms, Some(0.95));
+        assert_eq!(s.slo.tpot_ms, None);
+
+        // TPOT ≤ 200 µs: request 1 sits exactly on the limit and counts.
+        let slo = Slo {
+            tpot: Some(micros(200)),
+            ..Slo::default()
+        };
+        let s = summarize(&records, &ctx(2, slo));
+        assert_eq!(s.counts.slo_met, Some(2));
+        assert_eq!(s.throughput.goodput_requests_per_s, Some(1.0));
+    }
+
+    #[test]
+    fn a_request_without_tokens_misses_a_ttft_slo_but_counts_in_e2el() {
+        let mut records = fixtures::records();
+        records.truncate(2); // warmup and request 1
+        records[1].chunks.clear();
+        records[1].first_token_ns = None;
+        records[1].usage_output_tokens = Some(0);
+        let slo = Slo {
+            ttft: Some(Duration::from_secs(10)),
+            ..Slo::default()
+        };
+        let s = summarize(&records, &ctx(1, slo));
+        assert_eq!(s.counts.completed, 1);
+        assert_eq!(s.counts.slo_met, Some(0));
+        assert_eq!(s.latency.ttft.count, 0);
+        assert_eq!(s.latency.tpot.count, 0);
+        assert_eq!(s.latency.e2el.count, 1);
+        assert_eq!(s.interactivity.median_tok_s_per_user, None);
+    }
+
+    #[test]
+    fn empty_input_gives_counts_and_null_figures() {
+        let s = summarize(
+            &[],
+            &ctx(
+                8,
+                Slo {
+                    ttft: Some(micros(1)),
+                    ..Slo::default()
+                },
+            ),
+        );
+        assert_eq!(s.counts.measured, 0);
+        assert_eq!(
+            s.window,
+            Window {
+                start_ns: None,
+                end_ns: None,
+                duration_s: None
+            }
+        );
+        assert_eq!(s.throughput.requests_per_s, None);
+        assert_eq!(s.throughput.goodput_requests_per_s, None);
+        assert_eq!(s.throughput.max_concurrent_requests, 0);
+        assert_eq!(s.latency.ttft.mean_ms, None);
+        let json = s.to_json().expect("serialize");
+        assert!(json.contains("\"mean_ms\": null"), "{json}");
+        assert_eq!(Summary::from_json(&json).expect("read back"), s);
+    }
+
+    #[test]
+    fn all_failed_gives_zero_rates_and_null_latencies() {
+        let records: Vec<_> = fixtures::records()
+            .into_iter()
+            .filter(|r| r.error.is_some())
+            .collect();
+        let s = summarize(&records, &ctx(1, Slo::default()));
+        assert_eq!(s.counts.completed, 0);
+        assert_eq!(s.counts.failed, 2);
+        assert_eq!(s.window.duration_s, Some(2.0));
+        assert_eq!(s.throughput.requests_per_s, Some(0.0));
+        assert_eq!(s.throughput.max_output_tokens_per_s, 0);
+        assert_eq!(s.latency.e2el.count, 0);
+        assert_eq!(s.latency.e2el.p99_ms, None);
+        assert!(Summary::from_json(&s.to_json().expect("serialize")).is_ok());
+    }
+
+    #[test]
+    fn a_zero_length_window_gives_no_rates_rather_than_infinity() {
+        let mut records = fixtures::records();
+        records.truncate(2);
+        let r = &mut records[1];
+        (r.first_token_ns, r.end_ns) = (Some(r.sent_ns), r.sent_ns);
+        r.chunks = vec![Chunk {
+            t_ns: r.sent_ns,
+            tokens: 1,
+            server_ns: None,
+        }];
+        let s = summarize(&records, &ctx(1, Slo::default()));
+        assert_eq!(s.window.duration_s, Some(0.0));
+        assert_eq!(s.throughput.requests_per_s, None);
+        assert_eq!(s.throughput.total_tokens_per_s, None);
+        assert_eq!(s.throughput.max_concurrent_requests, 0);
+        assert!(Summary::from_json(&s.to_json().expect("serialize")).is_ok());
+    }
+
+    /// Many records with irregular times, so every float has a long
+    /// expansion (the case where a lax JSON float parser loses a bit).
+    fn random_records(seed: u64) -> Vec<RequestRecord> {
+        let mut rng = Rng::new(seed, 0);
+        (0..200)
+            .map(|index| {
+                let sent = rng.range_inclusive(0, 5_000_000_000);
+                let mut t = sent + rng.range_inclusive(1, 300_000_000);
+                let first = t;
+                let chunks = (0..rng.range_inclusive(1, 40))
+                    .map(|_| {
+                        t += rng.range_inclusive(1, 50_000_000);
+                        Chunk {
+                            t_ns: t,
+                            tokens: rng.range_inclusive(1, 3) as u32,
+                            server_ns: None,
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let end = t + rng.range_inclusive(0, 1_000_000);
+                let error = (rng.next_f64() < 0.05).then(|| crate::loadgen::record::RequestError {
+                    kind: ErrorKind::Stream,
+                    message: "bad chunk".into(),
+                });
+                RequestRecord {
+                    index,
+                    slot: (index % 16) as u32,
+                    warmup: index < 10,
+                    scheduled_ns: sent.saturating_sub(rng.range_inclusive(0, 2_000_000)),
+                    sent_ns: sent,
+                    first_token_ns: Some(first.min(chunks[0].t_ns)),
+                    end_ns: end,
+                    input_tokens: rng.range_inclusive(800, 1000) as u32,
+                    max_output_tokens: 100,
+                    usage_input_tokens: None,
+                    usage_output_tokens: (index % 7 != 0)
+                        .then(|| chunks.iter().map(|c| c.tokens).sum::<u32>()),
+                    chunks,
+                    http_status: Some(200),
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_records_give_identical_bytes_in_any_order() {
+        let slo = Slo {
+            ttft: Some(Duration::from_millis(150)),
+            ..Slo::default()
+        };
+        let records = random_records(7);
+        let first = summarize(&records, &ctx(4, slo))
+            .to_json()
+            .expect("serialize");
+        let again = summarize(&records, &ctx(4, slo))
+            .to_json()
+            .expect("serialize");
+        assert_eq!(first, again);
+        let mut shuffled = records.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 150);
+        let reordered = summarize(&shuffled, &ctx(4, slo))
+            .to_json()
+            .expect("serialize");
+        assert_eq!(first, reordered);
+        // The records are varied enough to exercise real floats.
+        assert!(first.contains("\"std_ms\": 0."), "{first}");
+    }
+
+    #[test]
+    fn summary_survives_a_json_round_trip_byte_for_byte() {
+        for seed in 0..5 {
+            let summary = summarize(&random_records(seed), &ctx(3, Slo::default()));
+            let json = summary.to_json().expect("serialize");
+            let back = Summary::from_json(&json).expect("deserialize");
+            assert_eq!(back, summary);
+            assert_eq!(back.to_json().expect("serialize again"), json);
+        }
+    }
+
+    #[test]
+    fn times_running_backwards_clamp_to_zero_instead_of_wrapping() {
+        let mut records = fixtures::records();
+        records.truncate(2);
+        records[1].scheduled_ns = us(500); // after sent (us(100))
+        let s = summarize(&records, &ctx(1, Slo::default()));
+        assert_eq!(s.latency.queue_delay.max_ms, Some(0.0));
+    }
+}

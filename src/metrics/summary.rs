@@ -218,3 +218,73 @@ impl Summary {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Slo, SummaryContext, fixtures, summarize};
+
+    fn summary_json() -> String {
+        let ctx = SummaryContext {
+            point_id: "p-1".into(),
+            gpus: 1,
+            slo: Slo::default(),
+        };
+        summarize(&fixtures::records(), &ctx)
+            .to_json()
+            .expect("serialize")
+    }
+
+    #[test]
+    fn the_format_tag_is_written_first() {
+        let json = summary_json();
+        assert!(
+            json.starts_with("{\n  \"format\": \"infermark.summary.v1\",\n"),
+            "{json}"
+        );
+        assert!(json.ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_future_format_is_refused_by_name() {
+        // A newer format may also add fields: the version is still what the
+        // message names, not the first unknown field.
+        let json = summary_json()
+            .replace(SUMMARY_FORMAT, "infermark.summary.v2")
+            .replacen("\"point_id\"", "\"new_field\": 1,\n  \"point_id\"", 1);
+        let err = Summary::from_json(&json).expect_err("v2 must be refused");
+        assert!(
+            matches!(&err, MetricsError::UnsupportedSummaryFormat { found } if found == "infermark.summary.v2")
+        );
+        assert_eq!(
+            err.to_string(),
+            "unsupported summary format `infermark.summary.v2`: this infermark reads `infermark.summary.v1`"
+        );
+        // Plain serde (no pre-check) refuses it too, naming it.
+        let plain = serde_json::from_str::<Summary>(
+            &summary_json().replace(SUMMARY_FORMAT, "infermark.summary.v9"),
+        )
+        .expect_err("v9 must be refused");
+        assert!(
+            plain.to_string().contains("`infermark.summary.v9`"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_summary_names_the_key() {
+        let json = summary_json().replacen("\"completed\": 3", "\"completed\": -3", 1);
+        let err = Summary::from_json(&json).expect_err("negative count");
+        assert!(
+            err.to_string()
+                .starts_with("invalid summary: `counts.completed`: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        let json = summary_json() + "{}";
+        assert!(Summary::from_json(&json).is_err());
+    }
+}

@@ -130,3 +130,37 @@ fn row(out: &mut String, label: &str, value: String) {
 fn float(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Slo, SummaryContext, fixtures, summarize};
+    use std::time::Duration;
+
+    #[test]
+    fn table_for_the_hand_built_run() {
+        let slo = Slo {
+            ttft: Some(Duration::from_micros(950)),
+            ..Slo::default()
+        };
+        let ctx = SummaryContext {
+            point_id: "p".into(),
+            gpus: 2,
+            slo,
+        };
+        insta::assert_snapshot!(render_table(&summarize(&fixtures::records(), &ctx)));
+    }
+
+    #[test]
+    fn table_for_no_requests() {
+        let ctx = SummaryContext {
+            point_id: "p".into(),
+            gpus: 0,
+            slo: Slo::default(),
+        };
+        let table = render_table(&summarize(&[], &ctx));
+        insta::assert_snapshot!(table);
+        assert!(!table.contains("GPU"));
+        assert!(!table.contains("goodput"));
+    }
+}

@@ -11,7 +11,6 @@
 
 use serde_json::{Map, Value, json};
 
-use super::stats::LatencyStats;
 use super::summary::Summary;
 
 /// The invocation facts vLLM's result file records besides the metrics.
@@ -29,15 +28,6 @@ pub struct VllmMeta {
     /// Closed-loop client count; `None` (JSON `null`) when unbounded.
     pub max_concurrency: Option<u32>,
 }
-
-/// Percentile keys as vLLM spells them (`p99.9_ttft_ms`), with the field of
-/// [`LatencyStats`] each one reads.
-const PERCENTILES: [(&str, fn(&LatencyStats) -> Option<f64>); 4] = [
-    ("p90", |s| s.p90_ms),
-    ("p95", |s| s.p95_ms),
-    ("p99", |s| s.p99_ms),
-    ("p99.9", |s| s.p99_9_ms),
-];
 
 /// Renders `summary` as a vLLM serving-benchmark result object.
 pub fn to_vllm_json(summary: &Summary, meta: &VllmMeta) -> Value {
@@ -83,9 +73,114 @@ pub fn to_vllm_json(summary: &Summary, meta: &VllmMeta) -> Value {
         put(&format!("mean_{name}_ms"), json!(stats.mean_ms));
         put(&format!("median_{name}_ms"), json!(stats.p50_ms));
         put(&format!("std_{name}_ms"), json!(stats.std_ms));
-        for (p, field) in PERCENTILES {
-            put(&format!("{p}_{name}_ms"), json!(field(stats)));
+        // Percentile keys as vLLM spells them: `p99.9_ttft_ms`.
+        for (p, value) in [
+            ("p90", stats.p90_ms),
+            ("p95", stats.p95_ms),
+            ("p99", stats.p99_ms),
+            ("p99.9", stats.p99_9_ms),
+        ] {
+            put(&format!("{p}_{name}_ms"), json!(value));
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Slo, SummaryContext, fixtures, summarize};
+    use std::time::Duration;
+
+    /// The keys vLLM's serving benchmark writes (besides per-request arrays).
+    const VLLM_KEYS: [&str; 19] = [
+        "date",
+        "backend",
+        "model_id",
+        "tokenizer_id",
+        "num_prompts",
+        "request_rate",
+        "burstiness",
+        "max_concurrency",
+        "duration",
+        "completed",
+        "failed",
+        "total_input_tokens",
+        "total_output_tokens",
+        "request_throughput",
+        "request_goodput",
+        "output_throughput",
+        "total_token_throughput",
+        "max_output_tokens_per_s",
+        "max_concurrent_requests",
+    ];
+
+    fn meta(request_rate: Option<f64>) -> VllmMeta {
+        VllmMeta {
+            date: "20260101-000000".into(),
+            backend: "vllm".into(),
+            model_id: "org/model".into(),
+            tokenizer_id: "org/model".into(),
+            request_rate,
+            burstiness: 1.0,
+            max_concurrency: Some(4),
+        }
+    }
+
+    fn export(slo: Slo, request_rate: Option<f64>) -> Map<String, Value> {
+        let ctx = SummaryContext {
+            point_id: "p".into(),
+            gpus: 1,
+            slo,
+        };
+        match to_vllm_json(&summarize(&fixtures::records(), &ctx), &meta(request_rate)) {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn every_vllm_key_is_present() {
+        let out = export(Slo::default(), None);
+        let mut expected: Vec<String> = VLLM_KEYS.iter().map(|k| k.to_string()).collect();
+        for metric in ["ttft", "tpot", "itl", "e2el"] {
+            for stat in ["mean", "median", "std", "p90", "p99", "p99.9"] {
+                expected.push(format!("{stat}_{metric}_ms"));
+            }
+        }
+        let missing: Vec<_> = expected.iter().filter(|k| !out.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "missing {missing:?}");
+    }
+
+    #[test]
+    fn values_come_from_the_summary_and_meta() {
+        let out = export(Slo::default(), None);
+        assert_eq!(out["request_rate"], json!("inf"));
+        assert_eq!(out["max_concurrency"], json!(4));
+        assert_eq!(out["num_prompts"], json!(5));
+        assert_eq!(out["completed"], json!(3));
+        assert_eq!(out["failed"], json!(2));
+        assert_eq!(out["duration"], json!(2.0));
+        assert_eq!(out["output_throughput"], json!(7.0));
+        assert_eq!(out["request_goodput"], Value::Null);
+        assert_eq!(out["max_output_tokens_per_s"], json!(13.0));
+        assert_eq!(out["max_concurrent_requests"], json!(4));
+        assert_eq!(out["mean_ttft_ms"], json!(0.8));
+        assert_eq!(out["median_e2el_ms"], json!(1.8));
+        assert_eq!(out["p99.9_itl_ms"], json!(0.6));
+        // vLLM's ITL is per chunk.
+        assert_eq!(out["mean_itl_ms"], json!(0.2625));
+    }
+
+    #[test]
+    fn a_finite_rate_and_goodput_are_numbers() {
+        let slo = Slo {
+            e2el: Some(Duration::from_secs(1)),
+            ..Slo::default()
+        };
+        let out = export(slo, Some(2.5));
+        assert_eq!(out["request_rate"], json!(2.5));
+        // Requests 1 and 2 take 1.8 and 1.9 ms: both inside 1 s, as is 3.
+        assert_eq!(out["request_goodput"], json!(1.5));
+    }
 }
