@@ -412,6 +412,9 @@ mod tests {
         // {200×9, 300}, still 2100 µs in all, over 10 tokens.
         assert_stats(&l.itl_per_token, 10, 0.21, 0.2, 0.2, 0.2, 0.3);
         assert_eq!(l.itl_per_token.p95_ms, Some(0.3));
+        // Weighted std: mean 210 µs, variance (9 · 10² + 90²) / 10 = 900 µs².
+        let std = l.itl_per_token.std_ms.expect("per-token std");
+        assert!((std - 0.03).abs() < 1e-15, "{std}");
         // Per chunk the same request gives one 600 µs sample.
         assert_eq!(l.itl.max_ms, Some(0.6));
     }
