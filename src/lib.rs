@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod loadgen;
 pub mod lock;
+pub mod metrics;
 pub mod spec;
 pub mod workload;
