@@ -12,22 +12,37 @@ fn main() {
         .or_else(git_commit)
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=INFERMARK_GIT_COMMIT={commit}");
-    for path in [".git/HEAD", ".git/index"] {
-        if std::path::Path::new(path).exists() {
-            println!("cargo:rerun-if-changed={path}");
+    // Rebuild when HEAD moves: a commit rewrites the branch's ref and the
+    // HEAD reflog, a checkout rewrites HEAD, staging rewrites the index.
+    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
+        let common = git(&["rev-parse", "--git-common-dir"]).unwrap_or_else(|| git_dir.clone());
+        let mut watched = vec![
+            format!("{git_dir}/HEAD"),
+            format!("{git_dir}/index"),
+            format!("{git_dir}/logs/HEAD"),
+            format!("{common}/packed-refs"),
+        ];
+        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(format!("{common}/{head_ref}"));
+        }
+        for path in watched {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
 }
 
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 fn git_commit() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let mut commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    let mut commit = git(&["rev-parse", "HEAD"])?;
     let dirty = Command::new("git")
         .args(["status", "--porcelain", "--untracked-files=no"])
         .output()

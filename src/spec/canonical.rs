@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(jcs(json!(1e21)), "1e+21");
         assert_eq!(jcs(json!(1e-7)), "1e-7");
         assert_eq!(jcs(json!(-0.0)), "0");
-        assert_eq!(jcs(json!(333333333.33333329)), "333333333.3333333");
+        assert_eq!(jcs(json!(333333333.3333333_f64)), "333333333.3333333");
         assert_eq!(jcs(json!("\u{0001}\u{001f}é")), "\"\\u0001\\u001fé\"");
     }
 

@@ -113,14 +113,7 @@ pub struct PreparedRequest {
     pub max_output_tokens: u32,
 }
 
-/// Which OpenAI-compatible endpoint the requests are written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
-    /// `POST /v1/completions` with a `prompt`.
-    Completions,
-    /// `POST /v1/chat/completions` with `messages`.
-    Chat,
-}
+pub use crate::spec::Api;
 
 impl Api {
     /// The request path, relative to the server's base URL.
