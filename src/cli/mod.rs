@@ -1,6 +1,7 @@
 //! Command line: clap definitions, dispatch and the exit-code table — nothing
 //! else. Each command's work lives in the module that owns its noun.
 
+mod measure_cmd;
 mod spec_cmd;
 
 use std::path::PathBuf;
@@ -65,6 +66,118 @@ pub enum Command {
     /// Edit lockfiles.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Run the built-in OpenAI-compatible sim server (known timing, faults).
+    ServeSim(SimArgs),
+    /// Drive one experiment's points against a server that is already running.
+    Bench(BenchArgs),
+    /// Measure the client's own timing error against the sim server.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the first stdout line names it).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Time to first token for an empty prompt, ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub ttft_ms: f64,
+    /// Added to TTFT per prompt token, microseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub ttft_per_prompt_token_us: f64,
+    /// Gap between chunks, ms (0: as fast as the connection takes it).
+    #[arg(long, default_value_t = 10.0)]
+    pub itl_ms: f64,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tokens_per_chunk: u32,
+    #[arg(long, default_value = "sim")]
+    pub model_name: String,
+    /// `max_tokens` when a request sends none.
+    #[arg(long, default_value_t = 16)]
+    pub default_max_tokens: u32,
+    /// Without `ignore_eos`, stop after a seeded length in [1, N].
+    #[arg(long)]
+    pub eos_after: Option<u32>,
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+    /// Share of requests answered with HTTP 500/503.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Share of requests that stall mid-stream.
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    pub stall_after_tokens: u32,
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_ms: f64,
+    /// Share of requests with one malformed chunk.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    pub malformed_after_tokens: u32,
+    /// Share of requests whose connection is dropped mid-stream.
+    #[arg(long, default_value_t = 0.0)]
+    pub disconnect_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    pub disconnect_after_tokens: u32,
+    /// Delay of every `/health` answer, ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub health_delay_ms: f64,
+    /// Status `/health` answers once ready.
+    #[arg(long, default_value_t = 200)]
+    pub health_status: u16,
+    /// Answer 503 until this long after start, like a loading engine, ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub health_ready_after_ms: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Base URL of the running server, e.g. http://127.0.0.1:8000
+    #[arg(long)]
+    pub url: String,
+    /// The experiment whose workload to drive.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Drive this many concurrent clients instead of the experiment's sweep.
+    #[arg(long, conflicts_with = "point")]
+    pub concurrency: Option<u32>,
+    /// Drive only the point whose id starts with this.
+    #[arg(long)]
+    pub point: Option<String>,
+    /// Write point.json, requests.jsonl, summary.json and vllm.json into DIR/<point id>/.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockDirArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Concurrent streams per level.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    pub streams: Vec<u32>,
+    #[arg(long, default_value_t = 50.0)]
+    pub ttft_ms: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub itl_ms: f64,
+    /// Output tokens per request.
+    #[arg(long, default_value_t = 100)]
+    pub tokens: u32,
+    /// Measured requests per stream (after one warmup each).
+    #[arg(long, default_value_t = 2)]
+    pub requests_per_stream: u32,
+    /// Streams of the flat-out run (ITL 0).
+    #[arg(long, default_value_t = 8)]
+    pub flat_out_streams: u32,
+    /// Tokens per request of the flat-out run.
+    #[arg(long, default_value_t = 100_000)]
+    pub flat_out_tokens: u32,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +238,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Spec(cmd) => spec_cmd::spec(cmd),
         Command::Lock(cmd) => spec_cmd::lock(cmd),
+        Command::ServeSim(a) => measure_cmd::serve_sim(a),
+        Command::Bench(a) => measure_cmd::bench(a),
+        Command::Calibrate(a) => measure_cmd::calibrate(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,180 @@
+//! `infermark serve-sim`, `bench` and `calibrate`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{BenchArgs, CalibrateArgs, InvalidInput, SimArgs, exit};
+use crate::lock::Lockfiles;
+use crate::run::{self, calibrate};
+use crate::sim::{self, SimConfig};
+use crate::spec::{self, LoadLevel, Point};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+}
+
+pub fn sim_config(a: &SimArgs) -> SimConfig {
+    let mut c = SimConfig {
+        model_name: a.model_name.clone(),
+        default_max_tokens: a.default_max_tokens,
+        eos_after: a.eos_after,
+        ..SimConfig::default()
+    };
+    c.timing.ttft_base = ms(a.ttft_ms);
+    c.timing.ttft_per_prompt_token = Duration::from_secs_f64(a.ttft_per_prompt_token_us.max(0.0) / 1e6);
+    c.timing.itl = ms(a.itl_ms);
+    c.timing.tokens_per_chunk = a.tokens_per_chunk;
+    c.faults.seed = a.fault_seed;
+    c.faults.fail_rate = a.fail_rate;
+    c.faults.stall_rate = a.stall_rate;
+    c.faults.stall_after_tokens = a.stall_after_tokens;
+    c.faults.stall_for = ms(a.stall_ms);
+    c.faults.malformed_rate = a.malformed_rate;
+    c.faults.malformed_after_tokens = a.malformed_after_tokens;
+    c.faults.disconnect_rate = a.disconnect_rate;
+    c.faults.disconnect_after_tokens = a.disconnect_after_tokens;
+    c.health.delay = ms(a.health_delay_ms);
+    c.health.status = a.health_status;
+    c.health.ready_after = ms(a.health_ready_after_ms);
+    c
+}
+
+pub fn serve_sim(a: SimArgs) -> anyhow::Result<u8> {
+    let config = sim_config(&a);
+    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .map_err(|_| InvalidInput(format!("`--host {}`: not an IP address", a.host)))?;
+    runtime()?.block_on(async move {
+        let listener = sim::listen(addr)?;
+        let local = listener.local_addr().context("no local address")?;
+        // The first stdout line is the contract with whoever started us.
+        println!("listening on http://{local}");
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        sim::serve(config, listener, shutdown).await?;
+        anyhow::Ok(exit::OK)
+    })
+}
+
+/// Counts finished requests for the progress bar.
+struct Bar {
+    done: AtomicU64,
+    bar: indicatif::ProgressBar,
+}
+
+impl crate::loadgen::Progress for Bar {
+    fn request_done(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.bar.inc(1);
+    }
+}
+
+fn select_points(a: &BenchArgs) -> anyhow::Result<Vec<Point>> {
+    let experiment = spec::load(&a.spec)?;
+    let lock = match a.lock.lock_dir.clone().or_else(|| Lockfiles::find_dir(&a.spec)) {
+        Some(d) => Lockfiles::load_checked(&d)?,
+        None => Lockfiles::default(),
+    };
+    let points = experiment.points(&lock)?;
+    if let Some(n) = a.concurrency {
+        let first = points.first().context("the experiment has no points")?;
+        let mut spec = first.spec.clone();
+        let duration_s = match &spec.load {
+            LoadLevel::Concurrency { duration_s, .. } | LoadLevel::Rate { duration_s, .. } => *duration_s,
+        };
+        if matches!(spec.load, LoadLevel::Rate { .. }) {
+            return Err(InvalidInput(format!("`--concurrency {n}`: {} is an open-loop (rate) experiment; use `--point`", a.spec.display())).into());
+        }
+        spec.load = LoadLevel::Concurrency { concurrency: n, duration_s };
+        return Ok(vec![Point::new(spec)?]);
+    }
+    if let Some(id) = &a.point {
+        let matching: Vec<Point> = points.into_iter().filter(|p| p.id().starts_with(id.as_str())).collect();
+        return match matching.len() {
+            0 => Err(InvalidInput(format!("`--point {id}`: no point of {} has an id starting so; see `infermark spec points {}`", a.spec.display(), a.spec.display())).into()),
+            1 => Ok(matching),
+            _ => Err(InvalidInput(format!("`--point {id}`: ambiguous; give more digits")).into()),
+        };
+    }
+    Ok(points)
+}
+
+pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
+    let points = select_points(&a)?;
+    let spec_dir = a.spec.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rt = runtime()?;
+    let mut any_failed = false;
+    for point in &points {
+        let (warmup, measured) = run::request_counts(&point.spec);
+        let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let b = indicatif::ProgressBar::new((warmup + measured) as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} requests {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_prefix(format!("{} {}", point.short_id(), point.spec.load.label()));
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let progress = Arc::new(Bar {
+            done: AtomicU64::new(0),
+            bar,
+        });
+        eprintln!("point {} ({}): {warmup} warmup + {measured} measured requests against {}", point.short_id(), point.spec.load.label(), a.url);
+        let m = rt.block_on(run::measure(point, &a.url, &spec_dir, Some(progress.clone())))?;
+        progress.bar.finish_and_clear();
+        println!("{}", crate::metrics::render_table(&m.summary));
+        if m.summary.counts.failed > 0 {
+            any_failed = true;
+        }
+        if let Some(out) = &a.out {
+            let dir = out.join(point.id());
+            run::write_bench(&dir, point, &m)?;
+            println!("wrote {}", dir.display());
+        }
+    }
+    if a.out.is_none() {
+        eprintln!("(no --out DIR given: records and summaries were not written)");
+    }
+    Ok(if any_failed { exit::FAILURE } else { exit::OK })
+}
+
+pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
+    let exe: PathBuf = std::env::current_exe().context("cannot find the infermark executable")?;
+    let opts = calibrate::CalibrateOptions {
+        sim_exe: exe,
+        streams: a.streams.clone(),
+        ttft: ms(a.ttft_ms),
+        itl: ms(a.itl_ms),
+        tokens: a.tokens,
+        requests_per_stream: a.requests_per_stream,
+        flat_out_streams: a.flat_out_streams,
+        flat_out_tokens: a.flat_out_tokens,
+    };
+    let report = runtime()?.block_on(calibrate::calibrate(&opts))?;
+    print!("{}", calibrate::render(&report));
+    if let Some(path) = &a.json {
+        let mut bytes = serde_json::to_vec_pretty(&report)?;
+        bytes.push(b'\n');
+        std::fs::write(path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,338 @@
+//! `infermark calibrate`: how precisely does the client time what it claims?
+//!
+//! The sim server runs as a child process on this host with known timing and
+//! stamps every chunk with its CLOCK_MONOTONIC send time; the client records
+//! its receive time on the same clock. Their difference is the client's own
+//! delivery error, free of how precisely the sim's timers fire (see DESIGN,
+//! "Calibration"). The reported TTFT error is the first chunk's delivery
+//! error; the ITL error compares each client-side gap with the server-side
+//! gap between the same two chunks. Errors against the nominal timing are
+//! printed as a secondary check. Timings are printed, never asserted.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::loadgen::record::RequestRecord;
+use crate::loadgen::{self, LoadOutcome, LoadPlan, Schedule};
+use crate::spec::Api;
+use crate::workload::{self, WorkloadParams};
+
+/// What to calibrate.
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    /// The infermark executable whose `serve-sim` is the target.
+    pub sim_exe: PathBuf,
+    /// Concurrent streams per level.
+    pub streams: Vec<u32>,
+    pub ttft: Duration,
+    pub itl: Duration,
+    /// Output tokens per request.
+    pub tokens: u32,
+    /// Requests per stream (after one warmup request per stream).
+    pub requests_per_stream: u32,
+    /// Streams and tokens per request of the flat-out run (ITL 0).
+    pub flat_out_streams: u32,
+    pub flat_out_tokens: u32,
+}
+
+/// One concurrency level's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LevelReport {
+    pub streams: u32,
+    pub requests: usize,
+    pub failed: usize,
+    pub events: u64,
+    /// First-chunk delivery error (client receive − sim send), ms.
+    pub ttft_error_median_ms: f64,
+    pub ttft_error_p99_ms: f64,
+    /// Std of (client gap − sim gap) over successive chunks, ms.
+    pub itl_error_std_ms: f64,
+    /// Delivery error of every chunk, ms.
+    pub delivery_median_ms: f64,
+    pub delivery_p99_ms: f64,
+    pub delivery_max_ms: f64,
+    /// Secondary: measured TTFT − nominal TTFT (includes the sim's timer), ms.
+    pub ttft_vs_nominal_median_ms: f64,
+    /// Secondary: std of measured ITL around the nominal ITL, ms.
+    pub itl_vs_nominal_std_ms: f64,
+    pub events_per_s: f64,
+    pub client_cpu_us_per_event: f64,
+}
+
+/// The flat-out run: the most events the client ingests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlatOutReport {
+    pub streams: u32,
+    pub events: u64,
+    pub wall_s: f64,
+    pub events_per_s: f64,
+    pub client_cpu_s: f64,
+    /// Events per second of client CPU time: the per-core ingest rate.
+    pub events_per_cpu_s: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CalibrationReport {
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    pub tokens: u32,
+    pub levels: Vec<LevelReport>,
+    pub flat_out: FlatOutReport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    #[error("failed to start the sim server ({}): {source}", exe.display())]
+    Spawn { exe: PathBuf, source: std::io::Error },
+    #[error("the sim server did not report its address: {0}")]
+    NoAddress(String),
+    #[error(transparent)]
+    Workload(#[from] workload::WorkloadError),
+    #[error(transparent)]
+    Load(#[from] loadgen::LoadError),
+}
+
+/// A `serve-sim` child process, killed when dropped.
+struct SimChild {
+    child: Child,
+    url: String,
+}
+
+async fn start_sim(exe: &PathBuf, itl: Duration, ttft: Duration) -> Result<SimChild, CalibrateError> {
+    let mut child = Command::new(exe)
+        .args(["serve-sim", "--host", "127.0.0.1", "--port", "0"])
+        .arg("--ttft-ms")
+        .arg(format!("{}", ttft.as_secs_f64() * 1000.0))
+        .arg("--itl-ms")
+        .arg(format!("{}", itl.as_secs_f64() * 1000.0))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CalibrateError::Spawn {
+            exe: exe.clone(),
+            source,
+        })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| CalibrateError::NoAddress("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .map_err(|_| CalibrateError::NoAddress("timed out after 10 s".into()))?
+        .map_err(|e| CalibrateError::NoAddress(e.to_string()))?
+        .ok_or_else(|| CalibrateError::NoAddress("it exited".into()))?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| CalibrateError::NoAddress(format!("unexpected first line `{line}`")))?
+        .to_string();
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(SimChild { child, url })
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+async fn drive(url: &str, streams: u32, tokens: u32, per_stream: u32) -> Result<(LoadOutcome, Duration, Duration), CalibrateError> {
+    let params = WorkloadParams {
+        api: Api::Completions,
+        dataset: workload::Dataset::Random {
+            token_id_min: 1000,
+            token_id_max: 10000,
+        },
+        input_tokens: 16,
+        output_tokens: tokens,
+        range_ratio: 1.0,
+        ignore_eos: true,
+        seed: 0,
+        model: "sim".to_string(),
+    };
+    let requests = workload::generate(&params, streams as usize, (streams * per_stream) as usize)?;
+    let plan = LoadPlan {
+        base_url: url.to_string(),
+        api: Api::Completions,
+        schedule: Schedule::Closed { concurrency: streams },
+        warmup: requests.warmup,
+        measured: requests.measured,
+        request_timeout: Duration::from_secs(120),
+        duration: None,
+        pool_size: streams as usize,
+    };
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let outcome = loadgen::run(plan, None).await?;
+    Ok((outcome, t0.elapsed(), cpu_time().saturating_sub(cpu0)))
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Population std of `xs` (ns), in ms.
+fn std_ms(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / xs.len() as f64;
+    var.sqrt() / 1e6
+}
+
+/// Reduces one level's records to its error figures.
+pub fn level_report(streams: u32, origin_mono_ns: u64, records: &[RequestRecord], nominal_ttft: Duration, nominal_itl: Duration, wall: Duration, cpu: Duration) -> LevelReport {
+    let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
+    let mut delivery = hist();
+    let mut ttft_err = hist();
+    let mut ttft_nominal = hist();
+    let mut itl_err = Vec::new();
+    let mut itl_nominal = Vec::new();
+    let mut events = 0u64;
+    let mut failed = 0usize;
+    for r in &measured {
+        if r.error.is_some() {
+            failed += 1;
+        }
+        events += r.chunks.len() as u64;
+        let mut prev: Option<(u64, u64)> = None;
+        for (i, c) in r.chunks.iter().enumerate() {
+            let recv = origin_mono_ns + c.t_ns;
+            if let Some(sent) = c.server_ns {
+                let d = recv.saturating_sub(sent).max(1);
+                let _ = delivery.record(d);
+                if i == 0 {
+                    let _ = ttft_err.record(d);
+                }
+                if let Some((pc, ps)) = prev {
+                    itl_err.push((c.t_ns - pc) as f64 - (sent as f64 - ps as f64));
+                }
+                prev = Some((c.t_ns, sent));
+            }
+            if i > 0 {
+                itl_nominal.push((c.t_ns - r.chunks[i - 1].t_ns) as f64 - nominal_itl.as_nanos() as f64);
+            }
+        }
+        if let Some(first) = r.first_token_ns {
+            let ttft = first.saturating_sub(r.sent_ns);
+            let _ = ttft_nominal.record(ttft.saturating_sub(nominal_ttft.as_nanos() as u64).max(1));
+        }
+    }
+    // The nominal-ITL deviations are centred on the nominal, not their mean.
+    let itl_vs_nominal = if itl_nominal.is_empty() {
+        0.0
+    } else {
+        (itl_nominal.iter().map(|x| x * x).sum::<f64>() / itl_nominal.len() as f64).sqrt() / 1e6
+    };
+    LevelReport {
+        streams,
+        requests: measured.len(),
+        failed,
+        events,
+        ttft_error_median_ms: ms(ttft_err.value_at_quantile(0.5)),
+        ttft_error_p99_ms: ms(ttft_err.value_at_quantile(0.99)),
+        itl_error_std_ms: std_ms(&itl_err),
+        delivery_median_ms: ms(delivery.value_at_quantile(0.5)),
+        delivery_p99_ms: ms(delivery.value_at_quantile(0.99)),
+        delivery_max_ms: ms(delivery.max()),
+        ttft_vs_nominal_median_ms: ms(ttft_nominal.value_at_quantile(0.5)),
+        itl_vs_nominal_std_ms: itl_vs_nominal,
+        events_per_s: events as f64 / wall.as_secs_f64().max(1e-9),
+        client_cpu_us_per_event: cpu.as_secs_f64() * 1e6 / (events.max(1) as f64),
+    }
+}
+
+/// Runs every level, then the flat-out run.
+pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, CalibrateError> {
+    let mut levels = Vec::new();
+    {
+        let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft).await?;
+        for &streams in &opts.streams {
+            let (outcome, wall, cpu) = drive(&sim.url, streams, opts.tokens, opts.requests_per_stream).await?;
+            levels.push(level_report(
+                streams,
+                outcome.origin.monotonic_ns,
+                &outcome.records,
+                opts.ttft,
+                opts.itl,
+                wall,
+                cpu,
+            ));
+        }
+        drop(sim.child);
+    }
+    let sim = start_sim(&opts.sim_exe, Duration::ZERO, Duration::ZERO).await?;
+    let (outcome, wall, cpu) = drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
+    let events: u64 = outcome
+        .records
+        .iter()
+        .filter(|r| !r.warmup)
+        .map(|r| r.chunks.len() as u64)
+        .sum();
+    drop(sim.child);
+    Ok(CalibrationReport {
+        ttft_ms: opts.ttft.as_secs_f64() * 1000.0,
+        itl_ms: opts.itl.as_secs_f64() * 1000.0,
+        tokens: opts.tokens,
+        levels,
+        flat_out: FlatOutReport {
+            streams: opts.flat_out_streams,
+            events,
+            wall_s: wall.as_secs_f64(),
+            events_per_s: events as f64 / wall.as_secs_f64().max(1e-9),
+            client_cpu_s: cpu.as_secs_f64(),
+            events_per_cpu_s: events as f64 / cpu.as_secs_f64().max(1e-9),
+        },
+    })
+}
+
+/// The printed table.
+pub fn render(r: &CalibrationReport) -> String {
+    let mut s = format!(
+        "Client calibration against the sim server (nominal TTFT {:.1} ms, ITL {:.1} ms, {} tokens/request)\n",
+        r.ttft_ms, r.itl_ms, r.tokens
+    );
+    s.push_str(&format!(
+        "{:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>12} {:>11}\n",
+        "streams", "failed", "events", "ttft p50", "ttft p99", "itl std", "deliv p99", "deliv max", "events/s", "cpu us/event", "vs nominal"
+    ));
+    for l in &r.levels {
+        s.push_str(&format!(
+            "{:>8} {:>8} {:>9} {:>7.3} ms {:>7.3} ms {:>7.3} ms {:>7.3} ms {:>7.3} ms {:>11.0} {:>12.2} {:>5.2}/{:.2} ms\n",
+            l.streams,
+            l.failed,
+            l.events,
+            l.ttft_error_median_ms,
+            l.ttft_error_p99_ms,
+            l.itl_error_std_ms,
+            l.delivery_p99_ms,
+            l.delivery_max_ms,
+            l.events_per_s,
+            l.client_cpu_us_per_event,
+            l.ttft_vs_nominal_median_ms,
+            l.itl_vs_nominal_std_ms,
+        ));
+    }
+    let f = &r.flat_out;
+    s.push_str(&format!(
+        "flat out ({} streams, ITL 0): {} events in {:.2} s = {:.0} events/s; client CPU {:.2} s = {:.0} events per CPU-second\n",
+        f.streams, f.events, f.wall_s, f.events_per_s, f.client_cpu_s, f.events_per_cpu_s
+    ));
+    s.push_str("ttft/itl/deliv: client receive time against the sim's send stamp on the same clock; vs nominal: TTFT p50 excess / ITL RMS around the nominal, which include the sim's own timer\n");
+    s
+}
