@@ -4,4 +4,5 @@
 //! (summary). See DESIGN.md for the vocabulary.
 
 pub mod loadgen;
+pub mod sim;
 pub mod workload;
