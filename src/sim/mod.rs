@@ -106,6 +106,8 @@ pub struct Timing {
 /// Fault injection. Each generation request draws, from `seed` and its
 /// sequence number, one uniform number per fault (always all of them, so
 /// changing one rate never moves another fault to different requests).
+/// "After N tokens" means at the first chunk boundary with at least N tokens
+/// sent (N above the request's output length: after its last token).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
     pub seed: u64,
@@ -275,7 +277,8 @@ impl Counters {
 }
 
 /// Serve on `listener` until `shutdown` completes, then stop accepting, let
-/// in-flight responses finish (bounded by a grace period) and return.
+/// in-flight responses finish (for at most 10 s, then they are cut) and
+/// return. Build the listener with [`listen`] to get the sim's socket options.
 pub async fn serve(
     config: SimConfig,
     listener: TcpListener,
@@ -288,7 +291,7 @@ pub async fn serve(
 /// Bind `addr` (port 0 picks a free port) and serve in a background task.
 pub async fn spawn(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
     config.validate()?;
-    let listener = bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+    let listener = listen(addr)?;
     let local = listener
         .local_addr()
         .map_err(|source| SimError::Bind { addr, source })?;
@@ -307,17 +310,21 @@ pub async fn spawn(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, Sim
     })
 }
 
-/// SO_REUSEADDR so a restarted sim can take its port back at once, and a
-/// large backlog (see [`LISTEN_BACKLOG`]).
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+/// A listener for [`serve`] on `addr` (port 0 picks a free port), with
+/// SO_REUSEADDR so a restarted sim can take its port back at once and a large
+/// backlog (see [`LISTEN_BACKLOG`]). Must be called inside a tokio runtime.
+pub fn listen(addr: SocketAddr) -> Result<TcpListener, SimError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    bind().map_err(|source| SimError::Bind { addr, source })
 }
 
 /// A sim server running in the background.

@@ -3,6 +3,8 @@
 //! precise check is the calibration itself.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -741,6 +743,28 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     );
 }
 
+#[tokio::test]
+async fn serve_on_a_given_listener_until_the_shutdown_future_completes() {
+    let listener = listen(localhost()).unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let taken = listen(addr).err().map(|e| e.to_string());
+    assert!(taken.is_some_and(|m| m.starts_with(&format!("failed to listen on {addr}"))));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(SimConfig::default(), listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let health = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(health.ok(), Some(200));
+    let _ = stop_tx.send(());
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "serve must return after shutdown"
+    );
+}
+
 #[test]
 fn invalid_config_is_rejected_naming_the_field() {
     let bad = SimConfig {
@@ -780,4 +804,150 @@ fn monotonic_ns_is_monotonic_and_matches_std_instant_rate() {
         "{} vs {elapsed}",
         b - a
     );
+}
+
+/// CPU time of the calling thread, for the benchmark's per-runtime totals.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A runtime whose worker threads add their CPU time to `cpu` when they stop.
+fn counted_runtime(name: &str, cpu: Arc<AtomicU64>) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .on_thread_stop(move || {
+            cpu.fetch_add(thread_cpu_ns(), Ordering::Relaxed);
+        })
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+/// Per stream: for each token chunk (receive time − sim stamp, sim stamp −
+/// first stamp − k·itl), both in ns.
+async fn raw_stream(addr: SocketAddr, request: Arc<Vec<u8>>) -> Vec<(u64, i64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return vec![];
+    };
+    let _ = tcp.set_nodelay(true);
+    if tcp.write_all(&request).await.is_err() {
+        return vec![];
+    }
+    const KEY: &[u8] = b"\"infermark_sent_ns\":";
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut scanned = 0;
+    let mut out = Vec::new();
+    let mut first = None;
+    loop {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now = monotonic_ns();
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(pos) = buf[scanned..].windows(KEY.len()).position(|w| w == KEY) {
+            let start = scanned + pos + KEY.len();
+            let digits = buf[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if start + digits >= buf.len() {
+                break; // the number may continue in the next read
+            }
+            let stamp: u64 = std::str::from_utf8(&buf[start..start + digits])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let first = *first.get_or_insert(stamp);
+            let k = out.len() as i64;
+            out.push((
+                now.saturating_sub(stamp),
+                (stamp - first) as i64 - k * 10_000_000,
+            ));
+            scanned = start + digits;
+        }
+        if buf.ends_with(b"data: [DONE]\n\n\r\n0\r\n\r\n") {
+            break;
+        }
+    }
+    out
+}
+
+/// 1000 concurrent streams of 100 tokens at 10 ms ITL (100k chunks/s), sim
+/// and a raw-TCP client on separate 2-thread runtimes in one process.
+/// Run: `cargo test --release --lib sim::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints numbers, run by hand"]
+fn bench_1000_streams_at_10ms_itl() {
+    const STREAMS: usize = 1000;
+    const TOKENS: u64 = 100;
+    let sim_cpu = Arc::new(AtomicU64::new(0));
+    let client_cpu = Arc::new(AtomicU64::new(0));
+    let sim_rt = counted_runtime("sim", Arc::clone(&sim_cpu));
+    let client_rt = counted_runtime("client", Arc::clone(&client_cpu));
+    let sim = sim_rt.block_on(start(SimConfig::default()));
+    let addr = sim.addr();
+    let body = json!({"prompt": "x", "max_tokens": TOKENS, "stream": true}).to_string();
+    let request = Arc::new(
+        format!(
+            "POST /v1/completions HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    );
+    let t0 = std::time::Instant::now();
+    let results = client_rt.block_on(async {
+        let tasks: Vec<_> = (0..STREAMS)
+            .map(|_| tokio::spawn(raw_stream(addr, Arc::clone(&request))))
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.unwrap_or_default());
+        }
+        all
+    });
+    let wall = t0.elapsed();
+    let stats = sim_rt.block_on(sim.shutdown()).unwrap_or_default();
+    drop(sim_rt);
+    drop(client_rt);
+    let complete = results.iter().filter(|r| r.len() as u64 == TOKENS).count();
+    let mut delivery = hdrhistogram::Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"));
+    let mut lateness = hdrhistogram::Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"));
+    for (d, l) in results.iter().flatten() {
+        let _ = delivery.record((*d / 1000).max(1));
+        let _ = lateness.record((l.max(&0) / 1000) as u64 + 1);
+    }
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q);
+    println!("streams complete: {complete}/{STREAMS}, wall {wall:?} (nominal 1.04 s + ramp)");
+    println!("sim stats: {stats:?}");
+    println!(
+        "delivery (recv - stamp) us: p50 {} p90 {} p99 {} max {}",
+        us(&delivery, 0.5),
+        us(&delivery, 0.9),
+        us(&delivery, 0.99),
+        delivery.max()
+    );
+    println!(
+        "sim schedule drift (stamp - first - k*itl) us: p50 {} p99 {} max {}",
+        us(&lateness, 0.5),
+        us(&lateness, 0.99),
+        lateness.max()
+    );
+    let sim_s = sim_cpu.load(Ordering::Relaxed) as f64 / 1e9;
+    let client_s = client_cpu.load(Ordering::Relaxed) as f64 / 1e9;
+    println!(
+        "cpu: sim {sim_s:.3} s ({:.2} us/chunk), client {client_s:.3} s",
+        sim_s * 1e6 / stats.chunks.max(1) as f64
+    );
+    assert_eq!(complete, STREAMS);
 }
