@@ -30,6 +30,11 @@ use super::{Counters, SimConfig, SimError, monotonic_ns};
 /// Largest request body read (a 100k-token id prompt is well under 1 MiB).
 const MAX_BODY_BYTES: usize = 32 << 20;
 
+/// Largest output a non-streaming response is built for: its text is held in
+/// memory whole, and a request must not be able to make the sim allocate
+/// gigabytes. Streams have no such limit.
+const MAX_NON_STREAMING_TOKENS: u32 = 1 << 20;
+
 /// How long in-flight responses may take to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -213,6 +218,12 @@ async fn generate(
         Ok(r) => r,
         Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
     };
+    if !gen_req.stream && gen_req.max_tokens > MAX_NON_STREAMING_TOKENS {
+        let message = format!(
+            "`max_tokens` above {MAX_NON_STREAMING_TOKENS} is only served with `stream: true`"
+        );
+        return Ok(error(StatusCode::BAD_REQUEST, &message));
+    }
     let seq = shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let draw = Draw::for_request(&config.faults, config.eos_after, seq);
     if let Some(status) = draw.fail {
@@ -310,7 +321,11 @@ async fn generate(
     .to_string();
     if draw.malformed {
         // Cut inside the JSON: no longer parseable, still plausibly JSON-ish.
-        full.truncate(full.len() / 2);
+        let mut cut = full.len() / 2;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        full.truncate(cut);
     } else {
         // Stamp last, as for streamed chunks: replace the closing brace.
         full.pop();

@@ -537,6 +537,42 @@ async fn malformed_fault_inserts_a_bad_line_and_the_stream_goes_on() {
 }
 
 #[tokio::test]
+async fn malformed_fault_truncates_a_non_streaming_body_even_with_a_multibyte_name() {
+    let faults = Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    };
+    // Long enough that the cut falls inside the name, at every byte offset
+    // of a 3-byte character over the five lengths below.
+    let model_name = "✓".repeat(200);
+    let sim = start(SimConfig {
+        faults,
+        model_name,
+        ..fast()
+    })
+    .await;
+    for max_tokens in 1..6 {
+        let out = post(
+            &sim,
+            "/v1/completions",
+            json!({"prompt": "x", "max_tokens": max_tokens}),
+        )
+        .await;
+        assert_eq!(out.status, 200);
+        assert!(
+            serde_json::from_str::<Value>(&out.text).is_err(),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.starts_with('{') && out.text.contains("✓"),
+            "{}",
+            out.text
+        );
+    }
+}
+
+#[tokio::test]
 async fn disconnect_fault_ends_the_stream_without_done() {
     let faults = Faults {
         disconnect_rate: 1.0,
@@ -701,6 +737,8 @@ async fn unknown_path_is_404_and_bad_json_is_400_in_openai_shape() {
     let out = post(&sim, "/v1/chat/completions", json!({"prompt": "x"})).await;
     assert_eq!(out.status, 400, "chat without messages");
     assert_eq!(get(&sim, "/v1/completions").await.0, 405);
+    let huge = json!({"prompt": "x", "max_tokens": u32::MAX});
+    assert_eq!(post(&sim, "/v1/completions", huge).await.status, 400);
 }
 
 #[tokio::test]
