@@ -870,7 +870,7 @@ fn counted_runtime(name: &str, cpu: Arc<AtomicU64>) -> tokio::runtime::Runtime {
 
 /// Per stream: for each token chunk (receive time − sim stamp, sim stamp −
 /// first stamp − k·itl), both in ns.
-async fn raw_stream(addr: SocketAddr, request: Arc<Vec<u8>>) -> Vec<(u64, i64)> {
+async fn raw_stream(addr: SocketAddr, request: Arc<Vec<u8>>, itl_ns: i64) -> Vec<(u64, i64)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
         return vec![];
@@ -909,7 +909,7 @@ async fn raw_stream(addr: SocketAddr, request: Arc<Vec<u8>>) -> Vec<(u64, i64)> 
             let k = out.len() as i64;
             out.push((
                 now.saturating_sub(stamp),
-                (stamp - first) as i64 - k * 10_000_000,
+                (stamp - first) as i64 - k * itl_ns,
             ));
             scanned = start + digits;
         }
@@ -920,21 +920,21 @@ async fn raw_stream(addr: SocketAddr, request: Arc<Vec<u8>>) -> Vec<(u64, i64)> 
     out
 }
 
-/// 1000 concurrent streams of 100 tokens at 10 ms ITL (100k chunks/s), sim
-/// and a raw-TCP client on separate 2-thread runtimes in one process.
-/// Run: `cargo test --release --lib sim::tests::bench -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark: prints numbers, run by hand"]
-fn bench_1000_streams_at_10ms_itl() {
-    const STREAMS: usize = 1000;
-    const TOKENS: u64 = 100;
+/// Run `streams` concurrent streams of `tokens` tokens against a sim with
+/// `timing`, the sim and a raw-TCP client on separate 2-thread runtimes in one
+/// process, and print delivery error, schedule drift, throughput and CPU.
+fn bench(streams: usize, tokens: u64, timing: Timing) {
     let sim_cpu = Arc::new(AtomicU64::new(0));
     let client_cpu = Arc::new(AtomicU64::new(0));
     let sim_rt = counted_runtime("sim", Arc::clone(&sim_cpu));
     let client_rt = counted_runtime("client", Arc::clone(&client_cpu));
-    let sim = sim_rt.block_on(start(SimConfig::default()));
+    let itl_ns = timing.itl.as_nanos() as i64;
+    let sim = sim_rt.block_on(start(SimConfig {
+        timing,
+        ..SimConfig::default()
+    }));
     let addr = sim.addr();
-    let body = json!({"prompt": "x", "max_tokens": TOKENS, "stream": true}).to_string();
+    let body = json!({"prompt": "x", "max_tokens": tokens, "stream": true}).to_string();
     let request = Arc::new(
         format!(
             "POST /v1/completions HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\n\
@@ -945,8 +945,8 @@ fn bench_1000_streams_at_10ms_itl() {
     );
     let t0 = std::time::Instant::now();
     let results = client_rt.block_on(async {
-        let tasks: Vec<_> = (0..STREAMS)
-            .map(|_| tokio::spawn(raw_stream(addr, Arc::clone(&request))))
+        let tasks: Vec<_> = (0..streams)
+            .map(|_| tokio::spawn(raw_stream(addr, Arc::clone(&request), itl_ns)))
             .collect();
         let mut all = Vec::new();
         for t in tasks {
@@ -958,28 +958,31 @@ fn bench_1000_streams_at_10ms_itl() {
     let stats = sim_rt.block_on(sim.shutdown()).unwrap_or_default();
     drop(sim_rt);
     drop(client_rt);
-    let complete = results.iter().filter(|r| r.len() as u64 == TOKENS).count();
+    let complete = results.iter().filter(|r| r.len() as u64 == tokens).count();
     let mut delivery = hdrhistogram::Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"));
-    let mut lateness = hdrhistogram::Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"));
+    let mut drift = hdrhistogram::Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"));
     for (d, l) in results.iter().flatten() {
         let _ = delivery.record((*d / 1000).max(1));
-        let _ = lateness.record((l.max(&0) / 1000) as u64 + 1);
+        let _ = drift.record((l.max(&0) / 1000) as u64 + 1);
     }
-    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q);
-    println!("streams complete: {complete}/{STREAMS}, wall {wall:?} (nominal 1.04 s + ramp)");
-    println!("sim stats: {stats:?}");
+    let q = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q);
+    println!("streams complete: {complete}/{streams}, wall {wall:?}");
+    println!(
+        "sim stats: {stats:?}; {:.0} chunks/s received",
+        stats.chunks as f64 / wall.as_secs_f64()
+    );
     println!(
         "delivery (recv - stamp) us: p50 {} p90 {} p99 {} max {}",
-        us(&delivery, 0.5),
-        us(&delivery, 0.9),
-        us(&delivery, 0.99),
+        q(&delivery, 0.5),
+        q(&delivery, 0.9),
+        q(&delivery, 0.99),
         delivery.max()
     );
     println!(
         "sim schedule drift (stamp - first - k*itl) us: p50 {} p99 {} max {}",
-        us(&lateness, 0.5),
-        us(&lateness, 0.99),
-        lateness.max()
+        q(&drift, 0.5),
+        q(&drift, 0.99),
+        drift.max()
     );
     let sim_s = sim_cpu.load(Ordering::Relaxed) as f64 / 1e9;
     let client_s = client_cpu.load(Ordering::Relaxed) as f64 / 1e9;
@@ -987,5 +990,25 @@ fn bench_1000_streams_at_10ms_itl() {
         "cpu: sim {sim_s:.3} s ({:.2} us/chunk), client {client_s:.3} s",
         sim_s * 1e6 / stats.chunks.max(1) as f64
     );
-    assert_eq!(complete, STREAMS);
+    assert_eq!(complete, streams);
+}
+
+/// 1000 concurrent streams of 100 tokens at 10 ms ITL: 100k chunks/s.
+/// Run: `cargo test --release --lib sim::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints numbers, run by hand"]
+fn bench_1000_streams_at_10ms_itl() {
+    bench(1000, 100, Timing::default());
+}
+
+/// 8 streams of 50k tokens with `itl = 0`: the highest event rate.
+#[test]
+#[ignore = "benchmark: prints numbers, run by hand"]
+fn bench_flat_out() {
+    let timing = Timing {
+        ttft_base: Duration::ZERO,
+        itl: Duration::ZERO,
+        ..Timing::default()
+    };
+    bench(8, 50_000, timing);
 }
