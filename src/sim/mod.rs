@@ -23,7 +23,8 @@
 //! - Prompt length: a `prompt` array of token ids counts its elements; a
 //!   `prompt` string, and chat message contents, count whitespace-separated
 //!   words (an estimate: the sim has no tokenizer).
-//! - Every output token is the text `" tok"`.
+//! - Every output token is the text `" tok"`. A non-streaming response
+//!   carries `"infermark_sent_ns"` too, stamped just before it is sent.
 //! - `stream_options.continuous_usage_stats` is honoured only together with
 //!   `stream_options.include_usage`, as vLLM does; every token-bearing chunk
 //!   then carries the cumulative `usage`.

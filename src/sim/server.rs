@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -199,15 +199,23 @@ async fn generate(
     start: Instant,
     req: Request<Incoming>,
 ) -> HandlerResult {
+    // A declared length over the limit is refused before reading a byte.
+    if req.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        let message = format!("request body larger than {MAX_BODY_BYTES} bytes");
+        return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, &message));
+    }
     let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
     {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let message =
-                format!("could not read the request body (limit {MAX_BODY_BYTES} bytes): {e}");
+        Err(e) if e.is::<LengthLimitError>() => {
+            let message = format!("request body larger than {MAX_BODY_BYTES} bytes");
             return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, &message));
+        }
+        Err(e) => {
+            let message = format!("could not read the request body: {e}");
+            return Ok(error(StatusCode::BAD_REQUEST, &message));
         }
     };
     if !ready(shared) {

@@ -742,6 +742,24 @@ async fn unknown_path_is_404_and_bad_json_is_400_in_openai_shape() {
 }
 
 #[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_with_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = start(fast()).await;
+    let mut tcp = tokio::net::TcpStream::connect(sim.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = "POST /v1/completions HTTP/1.1\r\nhost: sim\r\ncontent-length: 1000000000\r\n\r\n";
+    tcp.write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut reply)).await;
+    let n = n.ok().and_then(Result::ok).unwrap_or(0);
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+}
+
+#[tokio::test]
 async fn shutdown_lets_an_in_flight_stream_finish() {
     let config = SimConfig {
         timing: Timing {
