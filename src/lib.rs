@@ -1,11 +1,14 @@
 //! infermark: a reproducible benchmark harness for LLM inference servers.
 //!
 //! Data flows one way: spec → point → workload → loadgen (records) → metrics
-//! (summary). See DESIGN.md for the vocabulary.
+//! (summary) → run. `sim` is the built-in calibration server. See DESIGN.md
+//! for the vocabulary.
 
 pub mod cli;
 pub mod loadgen;
 pub mod lock;
 pub mod metrics;
+pub mod run;
+pub mod sim;
 pub mod spec;
 pub mod workload;
