@@ -16,3 +16,6 @@ pub mod scan;
 pub mod sse;
 
 pub use run::{Api, LoadError, LoadOutcome, LoadPlan, Progress, Schedule, arrival_offsets, run};
+
+#[cfg(test)]
+mod test_server;

@@ -413,3 +413,493 @@ impl Slots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::loadgen::record::ErrorKind;
+    use crate::loadgen::test_server::{Script, TestServer, monotonic_ns};
+
+    fn plan(server: &TestServer, schedule: Schedule, measured: Vec<PreparedRequest>) -> LoadPlan {
+        LoadPlan {
+            base_url: server.base_url.clone(),
+            api: Api::Completions,
+            schedule,
+            warmup: Vec::new(),
+            measured,
+            request_timeout: Duration::from_secs(20),
+            duration: None,
+            pool_size: 64,
+        }
+    }
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Progress for Counter {
+        fn request_done(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn ok(tokens: u32, delay_ms: u64) -> PreparedRequest {
+        Script::Ok { tokens, delay_ms }.request()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_records_tokens_in_order_and_flags_warmup() {
+        let server = TestServer::start().await;
+        let mut p = plan(
+            &server,
+            Schedule::Closed { concurrency: 3 },
+            vec![ok(5, 2); 9],
+        );
+        p.warmup = vec![ok(5, 2); 3];
+        let counter = Arc::new(Counter::default());
+        let outcome = run(p, Some(counter.clone())).await.unwrap();
+        let records = &outcome.records;
+
+        assert_eq!(records.len(), 12);
+        assert_eq!(
+            counter.0.load(Ordering::Relaxed),
+            12,
+            "progress is told once per request"
+        );
+        assert_eq!(server.stats.requests.load(Ordering::SeqCst), 12);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.index, i as u64);
+            assert_eq!(r.warmup, i < 3, "record {i}");
+            assert!(r.slot < 3);
+            assert_eq!(r.error, None, "record {i}");
+            assert_eq!(r.http_status, Some(200));
+            assert_eq!(r.chunks.len(), 5);
+            assert!(
+                r.chunks
+                    .iter()
+                    .all(|c| c.tokens == 1 && c.server_ns.is_some())
+            );
+            assert_eq!(r.chunk_output_tokens(), 5);
+            assert_eq!(
+                (r.usage_input_tokens, r.usage_output_tokens),
+                (Some(7), Some(5))
+            );
+            assert_eq!((r.input_tokens, r.max_output_tokens), (7, 5));
+            assert_eq!(r.first_token_ns, Some(r.chunks[0].t_ns));
+            assert!(r.chunks.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+            assert!(r.scheduled_ns <= r.sent_ns);
+            assert!(r.sent_ns < r.chunks[0].t_ns);
+            assert!(r.chunks[4].t_ns <= r.end_ns);
+        }
+        let last_warmup_end = records[..3].iter().map(|r| r.end_ns).max().unwrap();
+        let first_measured_sent = records[3..].iter().map(|r| r.sent_ns).min().unwrap();
+        assert!(
+            first_measured_sent >= last_warmup_end,
+            "measured requests wait for warmup"
+        );
+        assert_eq!(server.stats.paths.lock().unwrap()[0], "/v1/completions");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_stamps_relate_to_the_origin_clock() {
+        // Server and client share CLOCK_MONOTONIC: a chunk was sent after the
+        // run began and before the client received it.
+        let server = TestServer::start().await;
+        let outcome = run(
+            plan(
+                &server,
+                Schedule::Closed { concurrency: 2 },
+                vec![ok(4, 1); 4],
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        let origin = outcome.origin.monotonic_ns;
+        assert!(origin > 0 && origin <= monotonic_ns());
+        assert!(humantime::parse_rfc3339(&outcome.origin.wall_clock).is_ok());
+        for c in outcome.records.iter().flat_map(|r| &r.chunks) {
+            let sent = c.server_ns.unwrap();
+            assert!(sent >= origin, "stamp {sent} before origin {origin}");
+            assert!(
+                sent <= origin + c.t_ns,
+                "stamp {sent} after receipt {}",
+                origin + c.t_ns
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_keeps_exactly_n_in_flight() {
+        let server = TestServer::start().await;
+        let p = plan(
+            &server,
+            Schedule::Closed { concurrency: 4 },
+            vec![ok(3, 10); 16],
+        );
+        let outcome = run(p, None).await.unwrap();
+        assert_eq!(server.stats.max_in_flight.load(Ordering::SeqCst), 4);
+        assert!(outcome.records.iter().all(|r| r.error.is_none()));
+
+        // Each slot's first request is scheduled at the phase start; each
+        // later one no earlier than its slot's previous request ended.
+        let mut by_slot: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+        for r in &outcome.records {
+            by_slot.entry(r.slot).or_default().push(r);
+        }
+        assert_eq!(by_slot.len(), 4);
+        let starts: Vec<u64> = by_slot.values().map(|rs| rs[0].scheduled_ns).collect();
+        assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");
+        for rs in by_slot.values() {
+            for w in rs.windows(2) {
+                assert!(w[1].scheduled_ns >= w[0].end_ns);
+                assert!(w[1].sent_ns >= w[1].scheduled_ns);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_follows_arrival_offsets() {
+        let server = TestServer::start().await;
+        let schedule = Schedule::Open {
+            rate: 40.0,
+            burstiness: 1.0,
+            max_concurrency: None,
+            seed: 7,
+        };
+        let outcome = run(plan(&server, schedule, vec![ok(2, 1); 10]), None)
+            .await
+            .unwrap();
+        let offsets = arrival_offsets(40.0, 1.0, 7, 10);
+        let t0 = outcome.records[0].scheduled_ns;
+        for (r, off) in outcome.records.iter().zip(&offsets) {
+            assert_eq!(
+                r.scheduled_ns - t0,
+                off.as_nanos() as u64,
+                "request {}",
+                r.index
+            );
+            assert!(r.sent_ns >= r.scheduled_ns);
+            assert!(r.error.is_none());
+        }
+        // Not all at once: the schedule really spreads the requests out.
+        assert!(offsets[9] > Duration::from_millis(20));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queue_delay_appears_when_max_concurrency_limits() {
+        let server = TestServer::start().await;
+        let schedule = Schedule::Open {
+            rate: f64::INFINITY,
+            burstiness: 1.0,
+            max_concurrency: Some(1),
+            seed: 0,
+        };
+        let mut p = plan(&server, schedule, vec![ok(3, 10); 4]);
+        p.warmup = vec![ok(1, 0)];
+        let outcome = run(p, None).await.unwrap();
+        assert_eq!(server.stats.max_in_flight.load(Ordering::SeqCst), 1);
+        let measured: Vec<_> = outcome.records.iter().filter(|r| !r.warmup).collect();
+        assert_eq!(measured.len(), 4);
+        for (k, r) in measured.iter().enumerate() {
+            // All arrive at once; request k waits for the k before it, each
+            // of which the server kept busy for at least 30 ms.
+            assert_eq!(r.scheduled_ns, measured[0].scheduled_ns);
+            assert_eq!(r.slot, 0);
+            let queue = Duration::from_nanos(r.sent_ns - r.scheduled_ns);
+            assert!(
+                queue >= Duration::from_millis(30) * k as u32,
+                "request {k}: queue {queue:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_become_records() {
+        let server = TestServer::start().await;
+        let scripts = [
+            Script::Http500,
+            Script::Malformed,
+            Script::ErrorEvent,
+            Script::EndWithoutDone,
+            Script::Abort,
+            Script::Hang,
+            Script::Ok {
+                tokens: 2,
+                delay_ms: 1,
+            },
+        ];
+        let mut p = plan(
+            &server,
+            Schedule::Closed {
+                concurrency: scripts.len() as u32,
+            },
+            scripts.iter().map(|s| s.request()).collect(),
+        );
+        p.request_timeout = Duration::from_millis(500);
+        let outcome = run(p, None).await.unwrap();
+        let kinds: Vec<Option<ErrorKind>> = outcome
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().map(|e| e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Some(ErrorKind::Http),
+                Some(ErrorKind::Stream),
+                Some(ErrorKind::Stream),
+                Some(ErrorKind::Disconnected),
+                Some(ErrorKind::Disconnected),
+                Some(ErrorKind::Timeout),
+                None,
+            ]
+        );
+        let r = &outcome.records;
+        assert_eq!(r[0].http_status, Some(500));
+        assert!(
+            r[0].error
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("boom: engine crashed")
+        );
+        assert!(r[1].error.as_ref().unwrap().message.contains("oops"));
+        assert_eq!(
+            r[1].chunks.len(),
+            1,
+            "the good chunk before the bad one is kept"
+        );
+        assert!(
+            r[2].error
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("kv cache exhausted")
+        );
+        assert_eq!(r[3].chunks.len(), 2);
+        assert_eq!(r[4].chunks.len(), 2);
+        assert_eq!(r[5].http_status, None);
+        assert!(
+            r[5].end_ns - r[5].sent_ns >= 500_000_000,
+            "a timeout ends at the deadline"
+        );
+        assert!(r.iter().all(|r| r.end_ns >= r.sent_ns));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connection_refused_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let p = LoadPlan {
+            base_url,
+            api: Api::Chat,
+            schedule: Schedule::Closed { concurrency: 1 },
+            warmup: Vec::new(),
+            measured: vec![ok(1, 0)],
+            request_timeout: Duration::from_secs(5),
+            duration: None,
+            pool_size: 1,
+        };
+        let outcome = run(p, None).await.unwrap();
+        let error = outcome.records[0].error.as_ref().unwrap();
+        assert_eq!(error.kind, ErrorKind::Connect);
+        assert_eq!(outcome.records[0].http_status, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn usage_counts_become_chunk_tokens() {
+        let server = TestServer::start().await;
+        let mut p = plan(
+            &server,
+            Schedule::Closed { concurrency: 1 },
+            vec![
+                Script::RunningUsage.request(),
+                Script::FinalUsageOnLastText.request(),
+            ],
+        );
+        p.api = Api::Chat;
+        let outcome = run(p, None).await.unwrap();
+        let tokens = |i: usize| {
+            outcome.records[i]
+                .chunks
+                .iter()
+                .map(|c| c.tokens)
+                .collect::<Vec<_>>()
+        };
+        // Running usage 1, 3, 4: the middle chunk carried two tokens.
+        assert_eq!(tokens(0), vec![1, 2, 1]);
+        assert_eq!(outcome.records[0].usage_output_tokens, Some(4));
+        // A final total on the last text chunk is not a burst of tokens.
+        assert_eq!(tokens(1), vec![1, 1, 1]);
+        assert_eq!(outcome.records[1].usage_output_tokens, Some(3));
+        assert!(
+            server
+                .stats
+                .paths
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| p == "/v1/chat/completions")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn duration_stops_dispatching_and_lets_in_flight_finish() {
+        let server = TestServer::start().await;
+        let mut p = plan(
+            &server,
+            Schedule::Closed { concurrency: 2 },
+            vec![ok(2, 10); 200],
+        );
+        p.duration = Some(Duration::from_millis(100));
+        let counter = Arc::new(Counter::default());
+        let outcome = run(p, Some(counter.clone())).await.unwrap();
+        let n = outcome.records.len();
+        // 200 requests of at least 20 ms over 2 slots need 2 s.
+        assert!((2..200).contains(&n), "{n} records");
+        assert_eq!(counter.0.load(Ordering::Relaxed), n);
+        assert!(
+            outcome.records.iter().all(|r| r.error.is_none()),
+            "in-flight requests completed"
+        );
+        let indices: Vec<u64> = outcome.records.iter().map(|r| r.index).collect();
+        assert_eq!(indices, (0..n as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn arrival_offsets_reproduce_from_their_seed() {
+        let a = arrival_offsets(10.0, 1.0, 42, 100);
+        assert_eq!(a, arrival_offsets(10.0, 1.0, 42, 100));
+        assert_ne!(a, arrival_offsets(10.0, 1.0, 43, 100));
+        assert_eq!(a[0], Duration::ZERO);
+        assert!(a.windows(2).all(|w| w[0] <= w[1]));
+        // A longer schedule starts with the shorter one.
+        assert_eq!(&arrival_offsets(10.0, 1.0, 42, 150)[..100], &a[..]);
+        assert!(
+            arrival_offsets(f64::INFINITY, 1.0, 42, 5)
+                .iter()
+                .all(|d| d.is_zero())
+        );
+    }
+
+    #[test]
+    fn arrival_gaps_have_the_requested_mean_and_burstiness() {
+        let n = 20_000;
+        for (rate, burstiness) in [(50.0, 1.0), (8.0, 4.0), (8.0, 0.5)] {
+            let offsets = arrival_offsets(rate, burstiness, 1, n + 1);
+            let gaps: Vec<f64> = offsets
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64())
+                .collect();
+            let mean = gaps.iter().sum::<f64>() / n as f64;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n as f64;
+            assert!(
+                (mean * rate - 1.0).abs() < 0.05,
+                "rate {rate}: mean gap {mean}"
+            );
+            // Gamma's squared coefficient of variation is 1 / shape.
+            let cv2 = var / (mean * mean);
+            assert!(
+                (cv2 * burstiness - 1.0).abs() < 0.1,
+                "burstiness {burstiness}: cv² {cv2}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_plans_are_rejected() {
+        let base = LoadPlan {
+            base_url: "http://127.0.0.1:9".into(),
+            api: Api::Completions,
+            schedule: Schedule::Closed { concurrency: 1 },
+            warmup: Vec::new(),
+            measured: Vec::new(),
+            request_timeout: Duration::from_secs(1),
+            duration: None,
+            pool_size: 1,
+        };
+        let open = |rate, burstiness, max_concurrency| Schedule::Open {
+            rate,
+            burstiness,
+            max_concurrency,
+            seed: 0,
+        };
+        let cases = [
+            (
+                "base_url",
+                LoadPlan {
+                    base_url: "not a url".into(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "base_url",
+                LoadPlan {
+                    base_url: "https://example.com".into(),
+                    ..base.clone()
+                },
+            ),
+            (
+                "request_timeout",
+                LoadPlan {
+                    request_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.concurrency",
+                LoadPlan {
+                    schedule: Schedule::Closed { concurrency: 0 },
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.rate",
+                LoadPlan {
+                    schedule: open(0.0, 1.0, None),
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.rate",
+                LoadPlan {
+                    schedule: open(f64::NAN, 1.0, None),
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.burstiness",
+                LoadPlan {
+                    schedule: open(1.0, 0.0, None),
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.burstiness",
+                LoadPlan {
+                    schedule: open(1.0, f64::INFINITY, None),
+                    ..base.clone()
+                },
+            ),
+            (
+                "schedule.max_concurrency",
+                LoadPlan {
+                    schedule: open(1.0, 1.0, Some(0)),
+                    ..base.clone()
+                },
+            ),
+        ];
+        for (field, p) in cases {
+            match run(p, None).await {
+                Err(LoadError::InvalidPlan { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: expected an invalid plan, got {other:?}"),
+            }
+        }
+        // An empty plan is valid and yields no records.
+        assert!(run(base, None).await.unwrap().records.is_empty());
+    }
+}
