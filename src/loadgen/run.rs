@@ -903,3 +903,207 @@ mod tests {
         assert!(run(base, None).await.unwrap().records.is_empty());
     }
 }
+
+/// Client cost measurements, run on demand:
+/// `cargo test --release --lib loadgen::run::bench -- --ignored --nocapture`.
+/// They print figures rather than assert them: timing belongs to a quiet
+/// machine, not to the test suite.
+#[cfg(test)]
+mod bench {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::loadgen::test_server::monotonic_ns;
+
+    fn thread_cpu_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    fn event(i: u64) -> String {
+        format!(
+            "data: {{\"id\":\"cmpl-bench\",\"object\":\"text_completion\",\"created\":1730000000,\"model\":\"m\",\"choices\":[{{\"index\":0,\"text\":\" tok{i}\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}}],\"usage\":null,\"infermark_sent_ns\":{}}}\n\n",
+            monotonic_ns()
+        )
+    }
+
+    #[test]
+    #[ignore = "benchmark"]
+    fn parse_and_scan_throughput() {
+        let n = 200_000u64;
+        let stream: Vec<u8> = (0..n).flat_map(|i| event(i).into_bytes()).collect();
+        let mut parser = crate::loadgen::sse::Parser::new();
+        let mut texts = 0u64;
+        let cpu = thread_cpu_ns();
+        for piece in stream.chunks(1400) {
+            parser.feed(piece, |ev| {
+                if let crate::loadgen::sse::Event::Data(d) = ev {
+                    texts += u64::from(crate::loadgen::scan::scan(d).unwrap().has_text);
+                }
+            });
+        }
+        let ns = thread_cpu_ns() - cpu;
+        assert_eq!(texts, n);
+        let mut events = 0u64;
+        let cpu = thread_cpu_ns();
+        for piece in stream.chunks(1400) {
+            parser.feed(piece, |_| events += 1);
+        }
+        let parse_ns = thread_cpu_ns() - cpu;
+        assert_eq!(events, n);
+        println!("parse alone: {:.0} ns/event", parse_ns as f64 / n as f64);
+        let one = event(1);
+        let data = one.trim_start_matches("data: ").trim_end().as_bytes();
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            let _: serde::de::IgnoredAny =
+                serde_json::from_slice(std::hint::black_box(data)).unwrap();
+        }
+        println!(
+            "serde IgnoredAny: {:.0} ns/event",
+            (thread_cpu_ns() - cpu) as f64 / n as f64
+        );
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            let _ = crate::loadgen::scan::scan(std::hint::black_box(data)).unwrap();
+        }
+        println!(
+            "scan: {:.0} ns/event ({} bytes)",
+            (thread_cpu_ns() - cpu) as f64 / n as f64,
+            data.len()
+        );
+        #[derive(serde::Deserialize)]
+        struct OnlyStamp {
+            #[serde(default)]
+            infermark_sent_ns: Option<u64>,
+        }
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            let v: OnlyStamp = serde_json::from_slice(std::hint::black_box(data)).unwrap();
+            std::hint::black_box(v.infermark_sent_ns);
+        }
+        println!(
+            "only stamp: {:.0} ns/event",
+            (thread_cpu_ns() - cpu) as f64 / n as f64
+        );
+        #[derive(serde::Deserialize)]
+        struct Ch<'a> {
+            #[serde(borrow)]
+            text: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct OnlyChoices<'a> {
+            #[serde(borrow)]
+            choices: Vec<Ch<'a>>,
+        }
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            let v: OnlyChoices = serde_json::from_slice(std::hint::black_box(data)).unwrap();
+            std::hint::black_box(v.choices[0].text);
+        }
+        println!(
+            "only choices vec: {:.0} ns/event",
+            (thread_cpu_ns() - cpu) as f64 / n as f64
+        );
+        println!(
+            "parse+scan: {:.0} ns/event, {:.2} M events/s",
+            ns as f64 / n as f64,
+            n as f64 / ns as f64 * 1e3
+        );
+    }
+
+    /// One stream of `n` events written as fast as the socket takes them,
+    /// each event its own HTTP chunk (as vLLM writes them); the client runs
+    /// on a one-thread runtime whose CPU time is measured.
+    #[test]
+    #[ignore = "benchmark"]
+    fn flat_out_ingest_per_core() {
+        let n: u64 = 1_000_000;
+        let streams = 4;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut body = Vec::new();
+        for i in 0..n / streams {
+            let e = event(i);
+            body.extend(format!("{:x}\r\n", e.len()).into_bytes());
+            body.extend(e.into_bytes());
+            body.extend(b"\r\n");
+        }
+        let done = "data: [DONE]\n\n";
+        body.extend(format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len()).into_bytes());
+        let server = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let body = Arc::new(body);
+                let mut tasks = Vec::new();
+                for _ in 0..streams {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    let body = Arc::clone(&body);
+                    tasks.push(tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        let _ = s.read(&mut buf).await.unwrap();
+                        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n").await.unwrap();
+                        s.write_all(&body).await.unwrap();
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (outcome, cpu_ns, wall) = rt.block_on(async move {
+            let plan = LoadPlan {
+                base_url: format!("http://{addr}"),
+                api: Api::Completions,
+                schedule: Schedule::Closed {
+                    concurrency: streams as u32,
+                },
+                warmup: Vec::new(),
+                measured: vec![
+                    PreparedRequest {
+                        body: "{}".into(),
+                        input_tokens: 1,
+                        max_output_tokens: (n / streams) as u32
+                    };
+                    streams as usize
+                ],
+                request_timeout: Duration::from_secs(120),
+                duration: None,
+                pool_size: streams as usize,
+            };
+            let cpu = thread_cpu_ns();
+            let wall = Instant::now();
+            let outcome = run(plan, None).await.unwrap();
+            (outcome, thread_cpu_ns() - cpu, wall.elapsed())
+        });
+        server.join().unwrap();
+        let events: u64 = outcome
+            .records
+            .iter()
+            .map(|r| r.chunk_output_tokens())
+            .sum();
+        assert_eq!(events, n / streams * streams);
+        assert!(outcome.records.iter().all(|r| r.error.is_none()));
+        println!(
+            "flat out: {events} events, client CPU {:.0} ns/event = {:.2} M events/s per core (wall {wall:?})",
+            cpu_ns as f64 / events as f64,
+            events as f64 / cpu_ns as f64 * 1e3
+        );
+    }
+}

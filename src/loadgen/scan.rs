@@ -49,19 +49,12 @@ pub fn scan(data: &[u8]) -> Result<ChunkFacts, ScanError> {
         Some(u) => (u.prompt_tokens, u.completion_tokens),
         None => (None, None),
     };
-    // Older vLLM streamed errors as a bare `{"object": "error", "message": ..}`
-    // rather than inside an `error` member; both are errors.
-    let error = match (wire.error, wire.object) {
-        (Some(ErrorMessage(m)), _) => Some(m),
-        (None, Some(Object(true))) => Some(wire.message.unwrap_or_default()),
-        (None, _) => None,
-    };
     Ok(ChunkFacts {
         has_text: wire.choices.is_some_and(|c| c.0),
         prompt_tokens,
         completion_tokens,
         server_ns: wire.infermark_sent_ns,
-        error,
+        error: wire.error.map(|ErrorMessage(m)| m),
     })
 }
 
@@ -73,10 +66,6 @@ struct ChunkWire {
     usage: Option<UsageWire>,
     #[serde(default)]
     error: Option<ErrorMessage>,
-    #[serde(default)]
-    object: Option<Object>,
-    #[serde(default)]
-    message: Option<String>,
     #[serde(default)]
     infermark_sent_ns: Option<u64>,
 }
@@ -141,8 +130,9 @@ impl<'de> Deserialize<'de> for FirstChoiceHasText {
     }
 }
 
-/// Whether a string is non-empty; `null` counts as empty. The string itself
-/// is never kept, so an escaped string costs no allocation here.
+/// Whether a string is non-empty (`null` is the `Option` around it). The
+/// string itself is never kept, so an escaped string costs no allocation
+/// here beyond serde_json's own scratch buffer.
 struct NonEmpty(bool);
 
 impl<'de> Deserialize<'de> for NonEmpty {
@@ -151,43 +141,19 @@ impl<'de> Deserialize<'de> for NonEmpty {
         impl<'de> Visitor<'de> for V {
             type Value = NonEmpty;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or null")
+                f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
                 Ok(NonEmpty(!s.is_empty()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(NonEmpty(false))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `"object": "error"`: the bare error form; any other object name is not.
-struct Object(bool);
-
-impl<'de> Deserialize<'de> for Object {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Object;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object name")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Object(s == "error"))
             }
         }
         d.deserialize_str(V)
     }
 }
 
-/// The message of an `error` member: an object's `message` (OpenAI, vLLM,
-/// llama.cpp), or the value itself when a server sends a plain string.
+/// The message of an `error` member: an object's `message` (OpenAI, vLLM and
+/// llama.cpp all stream `data: {"error": {"message": ..}}`), or the value
+/// itself when a server sends a plain string.
 /// Only this (rare) path allocates.
 struct ErrorMessage(String);
 
@@ -301,10 +267,8 @@ mod tests {
             r#"{"error":{"object":"error","message":"out of memory","type":"InternalServerError","code":500}}"#,
         );
         assert_eq!(f.error.as_deref(), Some("out of memory"));
-        let f = facts(
-            r#"{"object":"error","message":"bad request","type":"BadRequestError","param":null,"code":400}"#,
-        );
-        assert_eq!(f.error.as_deref(), Some("bad request"));
+        let f = facts(r#"{"error":{"code":400,"type":"invalid_request_error"}}"#);
+        assert_eq!(f.error.as_deref(), Some("error object without a message"));
         let f = facts(r#"{"error":"plain"}"#);
         assert_eq!(f.error.as_deref(), Some("plain"));
         assert_eq!(facts(r#"{"error":null,"choices":[]}"#).error, None);
