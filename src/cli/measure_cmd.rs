@@ -21,38 +21,42 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("failed to start the async runtime")
 }
 
-fn ms(v: f64) -> Duration {
-    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+/// A millisecond flag as a duration; negative or NaN values are refused,
+/// never clamped.
+fn ms(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v / 1000.0)
+        .map_err(|_| InvalidInput(format!("`--{flag} {v}`: expected a non-negative number of milliseconds")).into())
 }
 
-pub fn sim_config(a: &SimArgs) -> SimConfig {
+pub fn sim_config(a: &SimArgs) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         model_name: a.model_name.clone(),
         default_max_tokens: a.default_max_tokens,
         eos_after: a.eos_after,
         ..SimConfig::default()
     };
-    c.timing.ttft_base = ms(a.ttft_ms);
-    c.timing.ttft_per_prompt_token = Duration::from_secs_f64(a.ttft_per_prompt_token_us.max(0.0) / 1e6);
-    c.timing.itl = ms(a.itl_ms);
+    c.timing.ttft_base = ms("ttft-ms", a.ttft_ms)?;
+    c.timing.ttft_per_prompt_token = ms("ttft-per-prompt-token-us", a.ttft_per_prompt_token_us / 1000.0)?;
+    c.timing.itl = ms("itl-ms", a.itl_ms)?;
     c.timing.tokens_per_chunk = a.tokens_per_chunk;
     c.faults.seed = a.fault_seed;
     c.faults.fail_rate = a.fail_rate;
     c.faults.stall_rate = a.stall_rate;
     c.faults.stall_after_tokens = a.stall_after_tokens;
-    c.faults.stall_for = ms(a.stall_ms);
+    c.faults.stall_for = ms("stall-ms", a.stall_ms)?;
     c.faults.malformed_rate = a.malformed_rate;
     c.faults.malformed_after_tokens = a.malformed_after_tokens;
     c.faults.disconnect_rate = a.disconnect_rate;
     c.faults.disconnect_after_tokens = a.disconnect_after_tokens;
-    c.health.delay = ms(a.health_delay_ms);
+    c.health.delay = ms("health-delay-ms", a.health_delay_ms)?;
     c.health.status = a.health_status;
-    c.health.ready_after = ms(a.health_ready_after_ms);
-    c
+    c.health.ready_after = ms("health-ready-after-ms", a.health_ready_after_ms)?;
+    c.validate().map_err(|e| InvalidInput(e.to_string()))?;
+    Ok(c)
 }
 
 pub fn serve_sim(a: SimArgs) -> anyhow::Result<u8> {
-    let config = sim_config(&a);
+    let config = sim_config(&a)?;
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()
         .map_err(|_| InvalidInput(format!("`--host {}`: not an IP address", a.host)))?;
@@ -162,8 +166,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     let opts = calibrate::CalibrateOptions {
         sim_exe: exe,
         streams: a.streams.clone(),
-        ttft: ms(a.ttft_ms),
-        itl: ms(a.itl_ms),
+        ttft: ms("ttft-ms", a.ttft_ms)?,
+        itl: ms("itl-ms", a.itl_ms)?,
         tokens: a.tokens,
         requests_per_stream: a.requests_per_stream,
         flat_out_streams: a.flat_out_streams,

@@ -163,7 +163,7 @@ async fn drive(url: &str, streams: u32, tokens: u32, per_stream: u32) -> Result<
     let requests = workload::generate(&params, streams as usize, (streams * per_stream) as usize)?;
     let plan = LoadPlan {
         base_url: url.to_string(),
-        api: Api::Completions,
+        api: loadgen::Api::Completions,
         schedule: Schedule::Closed { concurrency: streams },
         warmup: requests.warmup,
         measured: requests.measured,

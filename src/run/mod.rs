@@ -132,7 +132,7 @@ pub async fn measure(
     };
     let plan = LoadPlan {
         base_url: base_url.trim_end_matches('/').to_string(),
-        api: p.workload.api,
+        api: load_api(p.workload.api),
         schedule,
         warmup: requests.warmup,
         measured: requests.measured,
@@ -154,6 +154,14 @@ pub async fn measure(
         records: outcome.records,
         summary,
     })
+}
+
+/// The load generator's name for the endpoint.
+pub fn load_api(api: spec::Api) -> loadgen::Api {
+    match api {
+        spec::Api::Completions => loadgen::Api::Completions,
+        spec::Api::Chat => loadgen::Api::Chat,
+    }
 }
 
 /// vLLM-benchmark metadata for the compatibility export.
