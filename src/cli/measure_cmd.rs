@@ -24,8 +24,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A millisecond flag as a duration; negative or NaN values are refused,
 /// never clamped.
 fn ms(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v / 1000.0)
-        .map_err(|_| InvalidInput(format!("`--{flag} {v}`: expected a non-negative number of milliseconds")).into())
+    Duration::try_from_secs_f64(v / 1000.0).map_err(|_| {
+        InvalidInput(format!(
+            "`--{flag} {v}`: expected a non-negative number of milliseconds"
+        ))
+        .into()
+    })
 }
 
 pub fn sim_config(a: &SimArgs) -> anyhow::Result<SimConfig> {
@@ -36,7 +40,10 @@ pub fn sim_config(a: &SimArgs) -> anyhow::Result<SimConfig> {
         ..SimConfig::default()
     };
     c.timing.ttft_base = ms("ttft-ms", a.ttft_ms)?;
-    c.timing.ttft_per_prompt_token = ms("ttft-per-prompt-token-us", a.ttft_per_prompt_token_us / 1000.0)?;
+    c.timing.ttft_per_prompt_token = ms(
+        "ttft-per-prompt-token-us",
+        a.ttft_per_prompt_token_us / 1000.0,
+    )?;
     c.timing.itl = ms("itl-ms", a.itl_ms)?;
     c.timing.tokens_per_chunk = a.tokens_per_chunk;
     c.faults.seed = a.fault_seed;
@@ -92,7 +99,12 @@ impl crate::loadgen::Progress for Bar {
 
 fn select_points(a: &BenchArgs) -> anyhow::Result<Vec<Point>> {
     let experiment = spec::load(&a.spec)?;
-    let lock = match a.lock.lock_dir.clone().or_else(|| Lockfiles::find_dir(&a.spec)) {
+    let lock = match a
+        .lock
+        .lock_dir
+        .clone()
+        .or_else(|| Lockfiles::find_dir(&a.spec))
+    {
         Some(d) => Lockfiles::load_checked(&d)?,
         None => Lockfiles::default(),
     };
@@ -101,16 +113,28 @@ fn select_points(a: &BenchArgs) -> anyhow::Result<Vec<Point>> {
         let first = points.first().context("the experiment has no points")?;
         let mut spec = first.spec.clone();
         let duration_s = match &spec.load {
-            LoadLevel::Concurrency { duration_s, .. } | LoadLevel::Rate { duration_s, .. } => *duration_s,
+            LoadLevel::Concurrency { duration_s, .. } | LoadLevel::Rate { duration_s, .. } => {
+                *duration_s
+            }
         };
         if matches!(spec.load, LoadLevel::Rate { .. }) {
-            return Err(InvalidInput(format!("`--concurrency {n}`: {} is an open-loop (rate) experiment; use `--point`", a.spec.display())).into());
+            return Err(InvalidInput(format!(
+                "`--concurrency {n}`: {} is an open-loop (rate) experiment; use `--point`",
+                a.spec.display()
+            ))
+            .into());
         }
-        spec.load = LoadLevel::Concurrency { concurrency: n, duration_s };
+        spec.load = LoadLevel::Concurrency {
+            concurrency: n,
+            duration_s,
+        };
         return Ok(vec![Point::new(spec)?]);
     }
     if let Some(id) = &a.point {
-        let matching: Vec<Point> = points.into_iter().filter(|p| p.id().starts_with(id.as_str())).collect();
+        let matching: Vec<Point> = points
+            .into_iter()
+            .filter(|p| p.id().starts_with(id.as_str()))
+            .collect();
         return match matching.len() {
             0 => Err(InvalidInput(format!("`--point {id}`: no point of {} has an id starting so; see `infermark spec points {}`", a.spec.display(), a.spec.display())).into()),
             1 => Ok(matching),
@@ -130,8 +154,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
         let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             let b = indicatif::ProgressBar::new((warmup + measured) as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} requests {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {pos}/{len} requests {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             b.set_prefix(format!("{} {}", point.short_id(), point.spec.load.label()));
             b
@@ -142,8 +168,18 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
             done: AtomicU64::new(0),
             bar,
         });
-        eprintln!("point {} ({}): {warmup} warmup + {measured} measured requests against {}", point.short_id(), point.spec.load.label(), a.url);
-        let m = rt.block_on(run::measure(point, &a.url, &spec_dir, Some(progress.clone())))?;
+        eprintln!(
+            "point {} ({}): {warmup} warmup + {measured} measured requests against {}",
+            point.short_id(),
+            point.spec.load.label(),
+            a.url
+        );
+        let m = rt.block_on(run::measure(
+            point,
+            &a.url,
+            &spec_dir,
+            Some(progress.clone()),
+        ))?;
         progress.bar.finish_and_clear();
         println!("{}", crate::metrics::render_table(&m.summary));
         if m.summary.counts.failed > 0 {
@@ -178,7 +214,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     if let Some(path) = &a.json {
         let mut bytes = serde_json::to_vec_pretty(&report)?;
         bytes.push(b'\n');
-        std::fs::write(path, bytes).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(path, bytes)
+            .with_context(|| format!("failed to write {}", path.display()))?;
     }
     Ok(exit::OK)
 }

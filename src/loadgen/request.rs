@@ -60,6 +60,30 @@ pub(crate) struct Job {
 /// Sends `request` and follows its stream to the end, the timeout or the
 /// first error.
 pub(crate) async fn execute(target: &Target, job: Job, request: &PreparedRequest) -> RequestRecord {
+    let record = attempt(target, job, request).await;
+    // HTTP keep-alive race: a server may close a connection it considers
+    // used up or idle (cpp-httplib, inside llama.cpp, closes after a few
+    // requests) just as the pool hands it out for the next request. Such a
+    // request never reached the server, so it is sent once more at once on
+    // another connection; its `scheduled_ns` is kept, so the lost attempt
+    // shows as queue delay rather than vanishing.
+    if is_stale_connection(&record) {
+        return attempt(target, job, request).await;
+    }
+    record
+}
+
+fn is_stale_connection(r: &RequestRecord) -> bool {
+    r.http_status.is_none()
+        && r.chunks.is_empty()
+        && r.error.as_ref().is_some_and(|e| {
+            e.kind == ErrorKind::Connect
+                && e.message
+                    .contains("connection closed before message completed")
+        })
+}
+
+async fn attempt(target: &Target, job: Job, request: &PreparedRequest) -> RequestRecord {
     let builder = target
         .client
         .post(target.url.clone())

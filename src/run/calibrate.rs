@@ -88,7 +88,10 @@ pub struct CalibrationReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
     #[error("failed to start the sim server ({}): {source}", exe.display())]
-    Spawn { exe: PathBuf, source: std::io::Error },
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the sim server did not report its address: {0}")]
     NoAddress(String),
     #[error(transparent)]
@@ -103,7 +106,11 @@ struct SimChild {
     url: String,
 }
 
-async fn start_sim(exe: &PathBuf, itl: Duration, ttft: Duration) -> Result<SimChild, CalibrateError> {
+async fn start_sim(
+    exe: &PathBuf,
+    itl: Duration,
+    ttft: Duration,
+) -> Result<SimChild, CalibrateError> {
     let mut child = Command::new(exe)
         .args(["serve-sim", "--host", "127.0.0.1", "--port", "0"])
         .arg("--ttft-ms")
@@ -146,7 +153,12 @@ fn cpu_time() -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-async fn drive(url: &str, streams: u32, tokens: u32, per_stream: u32) -> Result<(LoadOutcome, Duration, Duration), CalibrateError> {
+async fn drive(
+    url: &str,
+    streams: u32,
+    tokens: u32,
+    per_stream: u32,
+) -> Result<(LoadOutcome, Duration, Duration), CalibrateError> {
     let params = WorkloadParams {
         api: Api::Completions,
         dataset: workload::Dataset::Random {
@@ -164,7 +176,9 @@ async fn drive(url: &str, streams: u32, tokens: u32, per_stream: u32) -> Result<
     let plan = LoadPlan {
         base_url: url.to_string(),
         api: loadgen::Api::Completions,
-        schedule: Schedule::Closed { concurrency: streams },
+        schedule: Schedule::Closed {
+            concurrency: streams,
+        },
         warmup: requests.warmup,
         measured: requests.measured,
         request_timeout: Duration::from_secs(120),
@@ -196,7 +210,15 @@ fn std_ms(xs: &[f64]) -> f64 {
 }
 
 /// Reduces one level's records to its error figures.
-pub fn level_report(streams: u32, origin_mono_ns: u64, records: &[RequestRecord], nominal_ttft: Duration, nominal_itl: Duration, wall: Duration, cpu: Duration) -> LevelReport {
+pub fn level_report(
+    streams: u32,
+    origin_mono_ns: u64,
+    records: &[RequestRecord],
+    nominal_ttft: Duration,
+    nominal_itl: Duration,
+    wall: Duration,
+    cpu: Duration,
+) -> LevelReport {
     let measured: Vec<&RequestRecord> = records.iter().filter(|r| !r.warmup).collect();
     let mut delivery = hist();
     let mut ttft_err = hist();
@@ -225,7 +247,8 @@ pub fn level_report(streams: u32, origin_mono_ns: u64, records: &[RequestRecord]
                 prev = Some((c.t_ns, sent));
             }
             if i > 0 {
-                itl_nominal.push((c.t_ns - r.chunks[i - 1].t_ns) as f64 - nominal_itl.as_nanos() as f64);
+                itl_nominal
+                    .push((c.t_ns - r.chunks[i - 1].t_ns) as f64 - nominal_itl.as_nanos() as f64);
             }
         }
         if let Some(first) = r.first_token_ns {
@@ -263,7 +286,8 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     {
         let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft).await?;
         for &streams in &opts.streams {
-            let (outcome, wall, cpu) = drive(&sim.url, streams, opts.tokens, opts.requests_per_stream).await?;
+            let (outcome, wall, cpu) =
+                drive(&sim.url, streams, opts.tokens, opts.requests_per_stream).await?;
             levels.push(level_report(
                 streams,
                 outcome.origin.monotonic_ns,
@@ -277,7 +301,8 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
         drop(sim.child);
     }
     let sim = start_sim(&opts.sim_exe, Duration::ZERO, Duration::ZERO).await?;
-    let (outcome, wall, cpu) = drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
+    let (outcome, wall, cpu) =
+        drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
     let events: u64 = outcome
         .records
         .iter()
@@ -309,7 +334,17 @@ pub fn render(r: &CalibrationReport) -> String {
     );
     s.push_str(&format!(
         "{:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>12} {:>11}\n",
-        "streams", "failed", "events", "ttft p50", "ttft p99", "itl std", "deliv p99", "deliv max", "events/s", "cpu us/event", "vs nominal"
+        "streams",
+        "failed",
+        "events",
+        "ttft p50",
+        "ttft p99",
+        "itl std",
+        "deliv p99",
+        "deliv max",
+        "events/s",
+        "cpu us/event",
+        "vs nominal"
     ));
     for l in &r.levels {
         s.push_str(&format!(

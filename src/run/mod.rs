@@ -27,7 +27,10 @@ pub enum RunError {
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     #[error("failed to write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A measured point: the raw records and what follows from them.
@@ -192,7 +195,11 @@ pub fn vllm_meta(p: &PointSpec, origin: &Origin) -> VllmMeta {
 
 /// `2026-11-23T19:02:04.123Z` → `20261123-190204` (vLLM's date field).
 fn vllm_date(rfc3339: &str) -> String {
-    let digits: String = rfc3339.chars().filter(char::is_ascii_digit).take(14).collect();
+    let digits: String = rfc3339
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
     if digits.len() == 14 {
         format!("{}-{}", &digits[..8], &digits[8..])
     } else {

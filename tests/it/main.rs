@@ -1,4 +1,6 @@
 //! Integration tests: the `infermark` binary as a user runs it.
 
+mod bench_sim;
 mod cli_spec;
+mod llamacpp;
 mod support;

@@ -25,3 +25,109 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `infermark serve-sim --port 0 <args>` and reads its address.
+pub fn serve_sim(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infermark"))
+        .args(["serve-sim", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve-sim starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("serve-sim prints its address");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address line")
+        .to_string();
+    Server { child, url }
+}
+
+/// Polls `url` until it answers 200, for at most `limit`.
+pub fn wait_healthy(url: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let ok = std::net::TcpStream::connect_timeout(
+            &url.trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            Duration::from_millis(200),
+        )
+        .ok()
+        .and_then(|mut s| {
+            use std::io::{Read, Write};
+            let path = url
+                .splitn(4, '/')
+                .nth(3)
+                .map(|p| format!("/{p}"))
+                .unwrap_or_else(|| "/".into());
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).ok()?;
+            Some(buf.starts_with("HTTP/1.1 200"))
+        })
+        .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(start.elapsed() < limit, "{url} not healthy after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The summary.json and requests.jsonl of a bench output dir with one point.
+pub fn bench_output(out: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let dir = std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .expect("one point dir")
+        .unwrap()
+        .path();
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let records = std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (summary, records)
+}

@@ -1,0 +1,209 @@
+//! `infermark bench` end to end against `infermark serve-sim`, whose timing
+//! is known: the measured figures must match the ground truth within bounds
+//! loose enough for a shared two-core machine yet tight enough to catch a
+//! wrong formula or unit.
+
+use crate::support::{bench_output, infermark, repo, serve_sim, stderr};
+
+fn f(v: &serde_json::Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+#[test]
+fn measured_ttft_itl_and_counts_match_the_sim_timing() {
+    let sim = serve_sim(&["--ttft-ms", "50", "--itl-ms", "10"]);
+    let out = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/cpu/sim-calibration.toml");
+    let run = infermark(
+        out.path(),
+        &[
+            "bench",
+            "--url",
+            &sim.url,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--concurrency",
+            "16",
+            "--out",
+            "res",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let (s, records) = bench_output(&out.path().join("res"));
+    // 16 clients x 8 requests measured, 16 x 1 warmup recorded but excluded.
+    assert_eq!(s["counts"]["completed"], 128);
+    assert_eq!(s["counts"]["failed"], 0);
+    assert_eq!(s["counts"]["warmup_excluded"], 16);
+    assert_eq!(records.len(), 144);
+    assert_eq!(s["totals"]["output_tokens"], 128 * 64);
+    assert_eq!(s["counts"]["token_disagreements"], 0);
+    // TTFT: 50 ms true; TPOT and ITL: 10 ms true.
+    let ttft = f(&s, "latency.ttft.p50_ms");
+    assert!((50.0..65.0).contains(&ttft), "median TTFT {ttft} ms");
+    let tpot = f(&s, "latency.tpot.p50_ms");
+    assert!((9.8..11.0).contains(&tpot), "median TPOT {tpot} ms");
+    let itl = f(&s, "latency.itl.mean_ms");
+    assert!((9.8..11.0).contains(&itl), "mean ITL {itl} ms");
+    // E2EL = TTFT + 63 x ITL = 680 ms.
+    let e2el = f(&s, "latency.e2el.p50_ms");
+    assert!((675.0..720.0).contains(&e2el), "median E2EL {e2el} ms");
+    // 16 streams x 100 tok/s each.
+    let tput = f(&s, "throughput.output_tokens_per_s");
+    assert!(
+        (1300.0..1700.0).contains(&tput),
+        "output throughput {tput} tok/s"
+    );
+    assert_eq!(s["throughput"]["max_concurrent_requests"], 16);
+}
+
+#[test]
+fn multi_token_chunks_are_counted_per_token() {
+    let sim = serve_sim(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "8",
+        "--tokens-per-chunk",
+        "4",
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/cpu/sim-calibration.toml");
+    let run = infermark(
+        out.path(),
+        &[
+            "bench",
+            "--url",
+            &sim.url,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--concurrency",
+            "2",
+            "--out",
+            "res",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let (s, records) = bench_output(&out.path().join("res"));
+    for r in &records {
+        let chunks = r["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len(), 16, "64 tokens in chunks of 4");
+        let tokens: u64 = chunks.iter().map(|c| c[1].as_u64().unwrap()).sum();
+        assert_eq!(tokens, 64);
+        assert_eq!(r["usage_output_tokens"], 64);
+    }
+    // Per chunk 8 ms; per token 2 ms.
+    let per_chunk = f(&s, "latency.itl.mean_ms");
+    let per_token = f(&s, "latency.itl_per_token.mean_ms");
+    assert!((7.8..9.5).contains(&per_chunk), "{per_chunk}");
+    assert!(
+        (per_token * 4.0 - per_chunk).abs() < 0.01,
+        "{per_token} x 4 != {per_chunk}"
+    );
+    assert_eq!(s["counts"]["token_disagreements"], 0);
+}
+
+#[test]
+fn sim_faults_become_request_errors_not_panics() {
+    let sim = serve_sim(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--fail-rate",
+        "0.2",
+        "--malformed-rate",
+        "0.2",
+        "--malformed-after-tokens",
+        "3",
+        "--disconnect-rate",
+        "0.2",
+        "--disconnect-after-tokens",
+        "5",
+        "--fault-seed",
+        "7",
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/cpu/sim-calibration.toml");
+    let run = infermark(
+        out.path(),
+        &[
+            "bench",
+            "--url",
+            &sim.url,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--concurrency",
+            "8",
+            "--out",
+            "res",
+        ],
+    );
+    // Failed requests make bench exit 1, after writing everything.
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let (s, records) = bench_output(&out.path().join("res"));
+    let kinds = &s["counts"]["failed_by_kind"];
+    assert!(kinds["http"].as_u64().unwrap() > 0, "{kinds}");
+    assert!(kinds["stream"].as_u64().unwrap() > 0, "{kinds}");
+    assert!(kinds["disconnected"].as_u64().unwrap() > 0, "{kinds}");
+    let failed = records.iter().filter(|r| !r["error"].is_null()).count() as u64;
+    assert!(failed >= s["counts"]["failed"].as_u64().unwrap());
+    for r in records.iter().filter(|r| r["error"]["kind"] == "http") {
+        let status = r["http_status"].as_u64().unwrap();
+        assert!(status == 500 || status == 503, "{r}");
+    }
+    assert!(s["counts"]["completed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_open_loop_point_reproduces_its_schedule_and_bodies() {
+    let sim = serve_sim(&["--ttft-ms", "5", "--itl-ms", "1"]);
+    let spec = repo().join("experiments/cpu/sim-open-loop.toml");
+    let mut schedules = Vec::new();
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        let points = infermark(out.path(), &["spec", "id", spec.to_str().unwrap()]);
+        let id = String::from_utf8(points.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let run = infermark(
+            out.path(),
+            &[
+                "bench",
+                "--url",
+                &sim.url,
+                "--spec",
+                spec.to_str().unwrap(),
+                "--point",
+                &id[..12],
+                "--out",
+                "res",
+            ],
+        );
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        let (_, records) = bench_output(&out.path().join("res"));
+        let measured: Vec<&serde_json::Value> =
+            records.iter().filter(|r| r["warmup"] == false).collect();
+        assert_eq!(measured.len(), 100);
+        // Scheduled offsets from the first measured arrival, in µs.
+        let t0 = measured[0]["scheduled_ns"].as_u64().unwrap();
+        schedules.push(
+            measured
+                .iter()
+                .map(|r| (r["scheduled_ns"].as_u64().unwrap() - t0) / 1000)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        schedules[0], schedules[1],
+        "same seed, same arrival schedule"
+    );
+    // 100 Poisson arrivals at 20/s span about 5 s.
+    let span_s = *schedules[0].last().unwrap() as f64 / 1e6;
+    assert!((3.0..7.5).contains(&span_s), "{span_s}");
+}

