@@ -5,6 +5,10 @@
 //! the record's few facts and pushes a [`Chunk`] into a vector sized up
 //! front from `max_tokens`. Failures become the record's error, never a
 //! panic or a log line.
+//!
+//! A chunk's time is the moment the network read that completed its event
+//! returned: events that arrive together share one reading, which is also
+//! the earliest moment the client could have known of them.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};

@@ -986,9 +986,9 @@ mod bench {
         );
     }
 
-    /// One stream of `n` events written as fast as the socket takes them,
-    /// each event its own HTTP chunk (as vLLM writes them); the client runs
-    /// on a one-thread runtime whose CPU time is measured.
+    /// Four streams of `n / 4` events written as fast as the socket takes
+    /// them, each event its own HTTP chunk (as vLLM writes them); the client
+    /// runs on a one-thread runtime whose CPU time is measured.
     #[test]
     #[ignore = "benchmark"]
     fn flat_out_ingest_per_core() {
@@ -1071,6 +1071,120 @@ mod bench {
             "flat out: {events} events, client CPU {:.0} ns/event = {:.2} M events/s per core (wall {wall:?})",
             cpu_ns as f64 / events as f64,
             events as f64 / cpu_ns as f64 * 1e3
+        );
+    }
+
+    /// 1000 concurrent streams, one token every 10 ms, server and client
+    /// sharing the machine's cores: how late does the client see each chunk
+    /// compared with the server's CLOCK_MONOTONIC send stamp?
+    #[test]
+    #[ignore = "benchmark"]
+    fn delivery_error_at_1000_streams() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = crate::loadgen::test_server::TestServer::start().await;
+                tx.send(server.base_url.clone()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        let base_url = rx.recv().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let request = crate::loadgen::test_server::Script::Ok {
+            tokens: 30,
+            delay_ms: 10,
+        }
+        .request();
+        let plan = LoadPlan {
+            base_url,
+            api: Api::Completions,
+            schedule: Schedule::Closed { concurrency: 1000 },
+            warmup: vec![request.clone(); 1000],
+            measured: vec![request; 3000],
+            request_timeout: Duration::from_secs(60),
+            duration: None,
+            pool_size: 1000,
+        };
+        let outcome = rt.block_on(run(plan, None)).unwrap();
+        let origin = outcome.origin.monotonic_ns;
+        let measured: Vec<&RequestRecord> = outcome.records.iter().filter(|r| !r.warmup).collect();
+        assert!(measured.iter().all(|r| r.error.is_none()));
+        let mut errors: Vec<i64> = measured
+            .iter()
+            .flat_map(|r| &r.chunks)
+            .map(|c| (origin + c.t_ns) as i64 - c.server_ns.unwrap() as i64)
+            .collect();
+        let mut first: Vec<i64> = measured
+            .iter()
+            .map(|r| (origin + r.chunks[0].t_ns) as i64 - r.chunks[0].server_ns.unwrap() as i64)
+            .collect();
+        errors.sort_unstable();
+        first.sort_unstable();
+        let pct = |v: &[i64], p: f64| v[((v.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+        println!(
+            "delivery error over {} chunks: median {:.0} µs, p99 {:.0} µs, max {:.0} µs; first token: median {:.0} µs, p99 {:.0} µs",
+            errors.len(),
+            pct(&errors, 0.5),
+            pct(&errors, 0.99),
+            pct(&errors, 1.0),
+            pct(&first, 0.5),
+            pct(&first, 0.99),
+        );
+    }
+
+    /// What one request costs the client apart from its chunks: many
+    /// one-token requests, one at a time, over a kept-alive connection.
+    #[test]
+    #[ignore = "benchmark"]
+    fn client_cpu_per_request() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = crate::loadgen::test_server::TestServer::start().await;
+                tx.send(server.base_url.clone()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        let base_url = rx.recv().unwrap();
+        let n = 5000;
+        let request = crate::loadgen::test_server::Script::Ok {
+            tokens: 1,
+            delay_ms: 0,
+        }
+        .request();
+        let plan = LoadPlan {
+            base_url,
+            api: Api::Completions,
+            schedule: Schedule::Closed { concurrency: 4 },
+            warmup: Vec::new(),
+            measured: vec![request; n],
+            request_timeout: Duration::from_secs(60),
+            duration: None,
+            pool_size: 4,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cpu = thread_cpu_ns();
+        let outcome = rt.block_on(run(plan, None)).unwrap();
+        let ns = thread_cpu_ns() - cpu;
+        assert!(outcome.records.iter().all(|r| r.error.is_none()));
+        println!(
+            "client CPU per request (3 events each): {:.1} µs",
+            ns as f64 / n as f64 / 1e3
         );
     }
 }

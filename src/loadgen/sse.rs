@@ -34,7 +34,7 @@ const DONE: &[u8] = b"[DONE]";
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Incremental SSE parser; feed it byte slices in arrival order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
     /// An unfinished line carried over from the previous slice.
     line: Vec<u8>,
@@ -51,11 +51,20 @@ pub struct Parser {
     bom_seen: Option<usize>,
 }
 
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::new()
+    }
+}
+
 impl Parser {
     pub fn new() -> Self {
         Parser {
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            after_cr: false,
             bom_seen: Some(0),
-            ..Parser::default()
         }
     }
 
