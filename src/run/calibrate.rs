@@ -172,14 +172,24 @@ async fn drive(
         seed: 0,
         model: "sim".to_string(),
     };
-    let requests = workload::generate(&params, streams as usize, (streams * per_stream) as usize)?;
+    let requests = workload::generate(&params, 0, (streams * per_stream) as usize)?;
+    // One short warmup request per stream opens the connections without
+    // adding events or CPU time that the figures would have to exclude.
+    let warmup = workload::generate(
+        &WorkloadParams {
+            output_tokens: 1,
+            ..params
+        },
+        streams as usize,
+        0,
+    )?;
     let plan = LoadPlan {
         base_url: url.to_string(),
         api: loadgen::Api::Completions,
         schedule: Schedule::Closed {
             concurrency: streams,
         },
-        warmup: requests.warmup,
+        warmup: warmup.warmup,
         measured: requests.measured,
         request_timeout: Duration::from_secs(120),
         duration: None,
@@ -207,6 +217,13 @@ fn std_ms(xs: &[f64]) -> f64 {
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / xs.len() as f64;
     var.sqrt() / 1e6
+}
+
+/// First send to last end of the measured requests.
+fn measured_window(measured: &[&RequestRecord]) -> Option<Duration> {
+    let start = measured.iter().map(|r| r.sent_ns).min()?;
+    let end = measured.iter().map(|r| r.end_ns).max()?;
+    Some(Duration::from_nanos(end.saturating_sub(start)))
 }
 
 /// Reduces one level's records to its error figures.
@@ -275,7 +292,11 @@ pub fn level_report(
         delivery_max_ms: ms(delivery.max()),
         ttft_vs_nominal_median_ms: ms(ttft_nominal.value_at_quantile(0.5)),
         itl_vs_nominal_std_ms: itl_vs_nominal,
-        events_per_s: events as f64 / wall.as_secs_f64().max(1e-9),
+        events_per_s: events as f64
+            / measured_window(&measured)
+                .unwrap_or(wall)
+                .as_secs_f64()
+                .max(1e-9),
         client_cpu_us_per_event: cpu.as_secs_f64() * 1e6 / (events.max(1) as f64),
     }
 }
@@ -303,12 +324,9 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     let sim = start_sim(&opts.sim_exe, Duration::ZERO, Duration::ZERO).await?;
     let (outcome, wall, cpu) =
         drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
-    let events: u64 = outcome
-        .records
-        .iter()
-        .filter(|r| !r.warmup)
-        .map(|r| r.chunks.len() as u64)
-        .sum();
+    let measured: Vec<&RequestRecord> = outcome.records.iter().filter(|r| !r.warmup).collect();
+    let events: u64 = measured.iter().map(|r| r.chunks.len() as u64).sum();
+    let wall = measured_window(&measured).unwrap_or(wall);
     drop(sim.child);
     Ok(CalibrationReport {
         ttft_ms: opts.ttft.as_secs_f64() * 1000.0,
