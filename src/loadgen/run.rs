@@ -935,7 +935,7 @@ mod bench {
     }
 
     #[test]
-    #[ignore = "benchmark"]
+    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
     fn parse_and_scan_throughput() {
         let n = 200_000u64;
         let stream: Vec<u8> = (0..n).flat_map(|i| event(i).into_bytes()).collect();
@@ -990,7 +990,7 @@ mod bench {
     /// them, each event its own HTTP chunk (as vLLM writes them); the client
     /// runs on a one-thread runtime whose CPU time is measured.
     #[test]
-    #[ignore = "benchmark"]
+    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
     fn flat_out_ingest_per_core() {
         let n: u64 = 1_000_000;
         let streams = 4;
@@ -1078,7 +1078,7 @@ mod bench {
     /// sharing the machine's cores: how late does the client see each chunk
     /// compared with the server's CLOCK_MONOTONIC send stamp?
     #[test]
-    #[ignore = "benchmark"]
+    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
     fn delivery_error_at_1000_streams() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -1143,7 +1143,7 @@ mod bench {
     /// What one request costs the client apart from its chunks: many
     /// one-token requests, one at a time, over a kept-alive connection.
     #[test]
-    #[ignore = "benchmark"]
+    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
     fn client_cpu_per_request() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -3,7 +3,7 @@
 //! loose enough for a shared two-core machine yet tight enough to catch a
 //! wrong formula or unit.
 
-use crate::support::{bench_output, infermark, repo, serve_sim, stderr};
+use crate::support::{bench, bench_output, infermark, repo, serve_sim, stderr};
 
 fn f(v: &serde_json::Value, path: &str) -> f64 {
     path.split('.')
@@ -15,24 +15,13 @@ fn f(v: &serde_json::Value, path: &str) -> f64 {
 #[test]
 fn measured_ttft_itl_and_counts_match_the_sim_timing() {
     let sim = serve_sim(&["--ttft-ms", "50", "--itl-ms", "10"]);
-    let out = tempfile::tempdir().unwrap();
-    let spec = repo().join("experiments/cpu/sim-calibration.toml");
-    let run = infermark(
-        out.path(),
-        &[
-            "bench",
-            "--url",
-            &sim.url,
-            "--spec",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "16",
-            "--out",
-            "res",
-        ],
+    let b = bench(
+        &sim.url,
+        "cpu/sim-calibration.toml",
+        &["--concurrency", "16"],
     );
-    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let (s, records) = bench_output(&out.path().join("res"));
+    assert_eq!(b.code, Some(0), "{}", b.stderr);
+    let (s, records) = (b.summary, b.records);
     // 16 clients x 8 requests measured, 16 x 1 warmup recorded but excluded.
     assert_eq!(s["counts"]["completed"], 128);
     assert_eq!(s["counts"]["failed"], 0);
@@ -69,24 +58,13 @@ fn multi_token_chunks_are_counted_per_token() {
         "--tokens-per-chunk",
         "4",
     ]);
-    let out = tempfile::tempdir().unwrap();
-    let spec = repo().join("experiments/cpu/sim-calibration.toml");
-    let run = infermark(
-        out.path(),
-        &[
-            "bench",
-            "--url",
-            &sim.url,
-            "--spec",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "2",
-            "--out",
-            "res",
-        ],
+    let b = bench(
+        &sim.url,
+        "cpu/sim-calibration.toml",
+        &["--concurrency", "2"],
     );
-    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let (s, records) = bench_output(&out.path().join("res"));
+    assert_eq!(b.code, Some(0), "{}", b.stderr);
+    let (s, records) = (b.summary, b.records);
     for r in &records {
         let chunks = r["chunks"].as_array().unwrap();
         assert_eq!(chunks.len(), 16, "64 tokens in chunks of 4");
@@ -125,25 +103,14 @@ fn sim_faults_become_request_errors_not_panics() {
         "--fault-seed",
         "7",
     ]);
-    let out = tempfile::tempdir().unwrap();
-    let spec = repo().join("experiments/cpu/sim-calibration.toml");
-    let run = infermark(
-        out.path(),
-        &[
-            "bench",
-            "--url",
-            &sim.url,
-            "--spec",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "8",
-            "--out",
-            "res",
-        ],
+    let b = bench(
+        &sim.url,
+        "cpu/sim-calibration.toml",
+        &["--concurrency", "8"],
     );
     // Failed requests make bench exit 1, after writing everything.
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    let (s, records) = bench_output(&out.path().join("res"));
+    assert_eq!(b.code, Some(1), "{}", b.stderr);
+    let (s, records) = (b.summary, b.records);
     let kinds = &s["counts"]["failed_by_kind"];
     assert!(kinds["http"].as_u64().unwrap() > 0, "{kinds}");
     assert!(kinds["stream"].as_u64().unwrap() > 0, "{kinds}");

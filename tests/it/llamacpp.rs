@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Server, bench_output, free_port, infermark, repo, stderr, wait_healthy};
+use crate::support::{Server, bench, free_port, repo, wait_healthy};
 
 /// Paths of the engine and the model, building them if this machine lacks them.
 fn engine() -> (String, String) {
@@ -48,24 +48,13 @@ fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() 
         url: format!("http://127.0.0.1:{port}"),
     };
     wait_healthy(&format!("{}/health", srv.url), Duration::from_secs(60));
-    let out = tempfile::tempdir().unwrap();
-    let spec = repo().join("experiments/cpu/llamacpp-smollm2.toml");
-    let run = infermark(
-        out.path(),
-        &[
-            "bench",
-            "--url",
-            &srv.url,
-            "--spec",
-            spec.to_str().unwrap(),
-            "--concurrency",
-            "4",
-            "--out",
-            "res",
-        ],
+    let b = bench(
+        &srv.url,
+        "cpu/llamacpp-smollm2.toml",
+        &["--concurrency", "4"],
     );
-    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let (s, records) = bench_output(&out.path().join("res"));
+    assert_eq!(b.code, Some(0), "{}", b.stderr);
+    let (s, records) = (b.summary, b.records);
     assert_eq!(s["counts"]["completed"], 16);
     assert_eq!(s["counts"]["failed"], 0);
     assert_eq!(s["throughput"]["max_concurrent_requests"], 4);

@@ -131,3 +131,36 @@ pub fn bench_output(out: &Path) -> (serde_json::Value, Vec<serde_json::Value>) {
         .collect();
     (summary, records)
 }
+
+/// The outcome of one `infermark bench --out` run.
+pub struct Bench {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub summary: serde_json::Value,
+    pub records: Vec<serde_json::Value>,
+}
+
+/// Runs `infermark bench --url URL --spec experiments/<spec> <extra> --out`
+/// in a temporary directory and reads back what it wrote.
+pub fn bench(url: &str, spec: &str, extra: &[&str]) -> Bench {
+    let out = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments").join(spec);
+    let mut args = vec![
+        "bench",
+        "--url",
+        url,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        "res",
+    ];
+    args.extend_from_slice(extra);
+    let run = infermark(out.path(), &args);
+    let (summary, records) = bench_output(&out.path().join("res"));
+    Bench {
+        code: run.status.code(),
+        stderr: stderr(&run),
+        summary,
+        records,
+    }
+}
