@@ -1,0 +1,283 @@
+//! `environment.json`: what a run observed about where it ran.
+//!
+//! Written once per run beside its records, read back by `audit` and
+//! `verify`. It carries a format version; a reader refuses versions it does
+//! not know rather than guessing at their meaning. Keys other than the ones
+//! below are allowed and ignored, so later versions can add facts.
+
+use serde::{Deserialize, Serialize};
+
+use super::ProbeError;
+use super::energy::Energy;
+use super::fit::HardwareFit;
+use super::gpu::GpuFacts;
+use super::host::HostFacts;
+
+/// The format this module writes and reads.
+pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
+
+/// The harness that produced a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Harness {
+    pub version: String,
+    /// Git commit of the source (`-dirty` when it had uncommitted changes),
+    /// or `unknown`.
+    pub commit: String,
+}
+
+impl Harness {
+    /// This binary.
+    pub fn current() -> Self {
+        Harness {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: env!("INFERMARK_GIT_COMMIT").to_string(),
+        }
+    }
+}
+
+/// One run's observed environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Always [`ENVIRONMENT_FORMAT`] when written by this version.
+    pub format: String,
+    pub harness: Harness,
+    pub host: HostFacts,
+    pub gpus: GpuFacts,
+    /// GPU energy over the measured window; `null` without NVML.
+    pub energy: Option<Energy>,
+    pub hardware: HardwareFit,
+    /// Facts of the engine that ran (argv, executable or image digest, ...),
+    /// filled by the run from what the engine module observed.
+    pub engine: serde_json::Value,
+    /// The last calibration's figures (the client's own error bars), when
+    /// one was attached.
+    #[serde(default)]
+    pub calibration: Option<serde_json::Value>,
+}
+
+impl Environment {
+    /// An environment of this harness, with no calibration attached.
+    pub fn new(
+        host: HostFacts,
+        gpus: GpuFacts,
+        energy: Option<Energy>,
+        hardware: HardwareFit,
+        engine: serde_json::Value,
+    ) -> Self {
+        Environment {
+            format: ENVIRONMENT_FORMAT.to_string(),
+            harness: Harness::current(),
+            host,
+            gpus,
+            energy,
+            hardware,
+            engine,
+            calibration: None,
+        }
+    }
+
+    /// Pretty JSON with a trailing newline, the bytes written to disk.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self)
+            .expect("an environment serialises: string keys and no fallible fields");
+        text.push('\n');
+        text
+    }
+
+    /// Reads `environment.json` text. An unknown `format` is refused by
+    /// name; a malformed document names the key that is wrong.
+    pub fn from_json(text: &str) -> Result<Self, ProbeError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProbeError::Environment {
+                message: format!("not valid JSON: {e}"),
+            })?;
+        match value.get("format") {
+            Some(serde_json::Value::String(f)) if f == ENVIRONMENT_FORMAT => {}
+            Some(serde_json::Value::String(f)) => {
+                return Err(ProbeError::UnknownFormat { found: f.clone() });
+            }
+            _ => {
+                return Err(ProbeError::Environment {
+                    message: format!(
+                        "`format`: missing or not a string; expected `{ENVIRONMENT_FORMAT}`"
+                    ),
+                });
+            }
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| ProbeError::Environment {
+            message: format!("`{}`: {}", e.path(), e.inner()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gpu::tests::nvidia;
+    use super::super::{check_fit, detect_class, gpus, host};
+    use super::*;
+
+    /// A fixed environment of a two-GPU H200 node.
+    fn fabricated() -> Environment {
+        let gpus = nvidia(&["NVIDIA H200"; 2]);
+        let hardware =
+            check_fit("nvidia-h200-sxm", 2, detect_class(&gpus), 2, false).expect("fits");
+        Environment {
+            format: ENVIRONMENT_FORMAT.into(),
+            harness: Harness {
+                version: "0.1.0".into(),
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            },
+            host: HostFacts {
+                hostname: "gpu-node-07".into(),
+                os: "Ubuntu 24.04.2 LTS".into(),
+                kernel: "6.8.0-57-generic".into(),
+                arch: "x86_64".into(),
+                cpu_model: "Intel(R) Xeon(R) Platinum 8480+".into(),
+                cpu_count: 224,
+                memory_bytes: 2_163_972_255_744,
+            },
+            gpus,
+            energy: Some(Energy {
+                start_mj: vec![1_000_000, 2_000_000],
+                end_mj: vec![Some(1_500_000), Some(2_600_000)],
+                joules: Some(1100.0),
+            }),
+            hardware,
+            engine: serde_json::json!({
+                "kind": "sglang",
+                "runtime": "docker",
+                "argv": ["python3", "-m", "sglang.launch_server", "--tp", "2"],
+                "base_url": "http://127.0.0.1:30000",
+                "executable": null,
+                "model_file": null,
+                "image": {
+                    "reference": "docker.io/lmsysorg/sglang@sha256:".to_string() + &"ab".repeat(32),
+                    "digest": "sha256:".to_string() + &"ab".repeat(32),
+                    "image_id": "cd".repeat(32),
+                    "container_id": "ef".repeat(32),
+                    "runtime_version": "Docker version 28.1.1"
+                }
+            }),
+            calibration: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let env = fabricated();
+        let text = env.to_json();
+        assert!(text.ends_with("}\n"));
+        assert_eq!(Environment::from_json(&text).expect("read back"), env);
+        let mut with_cal = env;
+        with_cal.calibration = Some(serde_json::json!({"p99_delivery_error_us": 212}));
+        assert_eq!(
+            Environment::from_json(&with_cal.to_json()).expect("read back"),
+            with_cal
+        );
+    }
+
+    #[test]
+    fn the_fabricated_environment_reads_as_documented() {
+        insta::assert_snapshot!(fabricated().to_json());
+    }
+
+    #[test]
+    fn this_machine_serialises_with_the_documented_keys() {
+        let gpus = gpus();
+        let count = gpus.accelerator_count();
+        let detected = detect_class(&gpus);
+        let hardware = check_fit(detected.unwrap_or("cpu"), 0, detected, count, true).expect("fit");
+        let env = Environment::new(
+            host(),
+            gpus,
+            None,
+            hardware,
+            serde_json::json!({"kind": "sim"}),
+        );
+        assert_eq!(env.harness.version, env!("CARGO_PKG_VERSION"));
+        assert!(!env.harness.commit.is_empty());
+        let mut value: serde_json::Value =
+            serde_json::from_str(&env.to_json()).expect("valid JSON");
+        // Host-specific values are replaced; the shape is what is asserted.
+        for key in [
+            "hostname",
+            "os",
+            "kernel",
+            "arch",
+            "cpu_model",
+            "cpu_count",
+            "memory_bytes",
+        ] {
+            assert!(!value["host"][key].is_null(), "host.{key}");
+            value["host"][key] = "[host]".into();
+        }
+        for key in ["version", "commit"] {
+            value["harness"][key] = "[harness]".into();
+        }
+        value["gpus"] = "[gpus]".into();
+        value["hardware"]["point_class"] = "[class]".into();
+        value["hardware"]["detected_class"] = "[class]".into();
+        value["hardware"]["override"] = "[override]".into();
+        insta::assert_json_snapshot!(value, @r#"
+        {
+          "calibration": null,
+          "energy": null,
+          "engine": {
+            "kind": "sim"
+          },
+          "format": "infermark.environment.v1",
+          "gpus": "[gpus]",
+          "hardware": {
+            "detected_class": "[class]",
+            "override": "[override]",
+            "point_class": "[class]"
+          },
+          "harness": {
+            "commit": "[harness]",
+            "version": "[harness]"
+          },
+          "host": {
+            "arch": "[host]",
+            "cpu_count": "[host]",
+            "cpu_model": "[host]",
+            "hostname": "[host]",
+            "kernel": "[host]",
+            "memory_bytes": "[host]",
+            "os": "[host]"
+          }
+        }
+        "#);
+    }
+
+    #[test]
+    fn an_unknown_format_is_refused_by_name() {
+        let text = fabricated()
+            .to_json()
+            .replace(ENVIRONMENT_FORMAT, "infermark.environment.v2");
+        let e = Environment::from_json(&text).expect_err("v2");
+        insta::assert_snapshot!(e.to_string(), @"environment.json: format `infermark.environment.v2` is not supported; this infermark reads `infermark.environment.v1` (a newer infermark may read it)");
+    }
+
+    #[test]
+    fn a_malformed_environment_names_the_key() {
+        let text = fabricated()
+            .to_json()
+            .replace("\"cpu_count\": 224", "\"cpu_count\": \"many\"");
+        let e = Environment::from_json(&text).expect_err("bad cpu_count");
+        assert!(e.to_string().contains("`host.cpu_count`"), "{e}");
+        let e = Environment::from_json("{\"engine\": {}}").expect_err("no format");
+        assert!(e.to_string().contains("`format`: missing"), "{e}");
+        let e = Environment::from_json("{").expect_err("not JSON");
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn extra_keys_are_ignored() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&fabricated().to_json()).expect("json");
+        value["host"]["numa_nodes"] = 2.into();
+        value["later_fact"] = "x".into();
+        let env = Environment::from_json(&value.to_string()).expect("extra keys");
+        assert_eq!(env, fabricated());
+    }
+}
