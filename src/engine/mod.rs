@@ -142,6 +142,11 @@ pub enum EngineError {
     },
     #[error("`{program}` not found; install it or choose another `engine.runtime`")]
     RuntimeMissing { program: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("failed to start `{program}`: {source}")]
     Spawn {
         program: String,
@@ -379,7 +384,8 @@ async fn start_process(
         opts.model_cache.as_deref(),
     )?;
     let log = ready::create_log(&opts.log_path)?;
-    let cwd = (!opts.spec_dir.as_os_str().is_empty()).then_some(opts.spec_dir.as_path());
+    // Relative paths in `engine.args` mean what they mean in the spec.
+    let cwd = opts.spec_dir.is_dir().then_some(opts.spec_dir.as_path());
     ready::note(&log, &argv);
     let child = process::spawn(&argv, &env, cwd, &log).await?;
     let base_url = format!("http://127.0.0.1:{port}");
@@ -505,16 +511,11 @@ async fn finish_start(
 
 /// A free TCP port on 127.0.0.1: bound, then released for the engine.
 fn free_port() -> Result<u16, EngineError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| EngineError::Spawn {
-            program: "a free port on 127.0.0.1".to_string(),
-            source,
-        })?;
-    listener
-        .local_addr()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|source| EngineError::Spawn {
-            program: "a free port on 127.0.0.1".to_string(),
+        .map_err(|source| EngineError::Io {
+            what: "cannot find a free port on 127.0.0.1".to_string(),
             source,
         })
 }

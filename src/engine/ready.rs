@@ -81,8 +81,8 @@ pub(super) async fn wait(
         .no_proxy()
         .connect_timeout(PROBE_TIMEOUT)
         .build()
-        .map_err(|e| EngineError::Spawn {
-            program: "the readiness client".to_string(),
+        .map_err(|e| EngineError::Io {
+            what: "cannot build the readiness HTTP client".to_string(),
             source: std::io::Error::other(e),
         })?;
     let start = Instant::now();
