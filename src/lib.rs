@@ -5,6 +5,7 @@
 //! for the vocabulary.
 
 pub mod cli;
+pub mod engine;
 pub mod loadgen;
 pub mod lock;
 pub mod metrics;

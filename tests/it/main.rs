@@ -2,5 +2,7 @@
 
 mod bench_sim;
 mod cli_spec;
+mod containers;
+mod engine;
 mod llamacpp;
 mod support;
