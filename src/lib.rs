@@ -8,6 +8,7 @@ pub mod cli;
 pub mod loadgen;
 pub mod lock;
 pub mod metrics;
+pub mod provenance;
 pub mod run;
 pub mod sim;
 pub mod spec;
