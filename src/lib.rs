@@ -12,4 +12,5 @@ pub mod provenance;
 pub mod run;
 pub mod sim;
 pub mod spec;
+pub mod store;
 pub mod workload;
