@@ -13,4 +13,5 @@ pub mod run;
 pub mod sim;
 pub mod spec;
 pub mod store;
+pub mod verify;
 pub mod workload;
