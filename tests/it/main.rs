@@ -1,5 +1,6 @@
 //! Integration tests: the `infermark` binary as a user runs it.
 
+mod audit;
 mod bench_sim;
 mod cli_spec;
 mod containers;
