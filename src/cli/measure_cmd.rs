@@ -14,7 +14,7 @@ use crate::run::{self, calibrate};
 use crate::sim::{self, SimConfig};
 use crate::spec::{self, LoadLevel, Point};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,7 +85,7 @@ pub fn serve_sim(a: SimArgs) -> anyhow::Result<u8> {
 }
 
 /// Counts finished requests for the progress bar.
-struct Bar {
+pub(super) struct Bar {
     done: AtomicU64,
     bar: indicatif::ProgressBar,
 }
@@ -94,6 +94,34 @@ impl crate::loadgen::Progress for Bar {
     fn request_done(&self) {
         self.done.fetch_add(1, Ordering::Relaxed);
         self.bar.inc(1);
+    }
+}
+
+/// A progress bar over a point's requests when stderr is a terminal, else
+/// a hidden one.
+pub(super) fn progress_bar(point: &Point, total: usize) -> Arc<Bar> {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} requests {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_prefix(format!("{} {}", point.short_id(), point.spec.load.label()));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    Arc::new(Bar {
+        done: AtomicU64::new(0),
+        bar,
+    })
+}
+
+impl Bar {
+    pub(super) fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -151,23 +179,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     let mut any_failed = false;
     for point in &points {
         let (warmup, measured) = run::request_counts(&point.spec);
-        let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            let b = indicatif::ProgressBar::new((warmup + measured) as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:40}] {pos}/{len} requests {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_prefix(format!("{} {}", point.short_id(), point.spec.load.label()));
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        let progress = Arc::new(Bar {
-            done: AtomicU64::new(0),
-            bar,
-        });
+        let progress = progress_bar(point, warmup + measured);
         eprintln!(
             "point {} ({}): {warmup} warmup + {measured} measured requests against {}",
             point.short_id(),

@@ -2,6 +2,8 @@
 //! else. Each command's work lives in the module that owns its noun.
 
 mod measure_cmd;
+mod results_cmd;
+mod run_cmd;
 mod spec_cmd;
 
 use std::path::PathBuf;
@@ -72,6 +74,87 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure the client's own timing error against the sim server.
     Calibrate(CalibrateArgs),
+    /// Run experiments: start each engine, measure its points, write results.
+    Run(RunArgs),
+    /// Check a run, a point or a results tree offline: hashes, ids, pins, summaries.
+    Audit(AuditArgs),
+    /// The results index (SQLite, derived from the files).
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Query the results index.
+    #[command(subcommand)]
+    Results(ResultsCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Experiment files, or directories searched for `*.toml`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Run only the points whose id starts with this.
+    #[arg(long, value_name = "ID")]
+    pub point: Option<String>,
+    #[command(flatten)]
+    pub results: ResultsDirArg,
+    /// Run even if this machine is not the point's hardware class; the
+    /// environment and the statement record the override.
+    #[arg(long)]
+    pub allow_hardware_mismatch: bool,
+    /// Also look for model files (`model.file`) here.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Vec<PathBuf>,
+    /// Hugging Face cache mounted into containers for `model.repo` points.
+    #[arg(long, value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
+    /// Content-addressed cache of pinned files (`<dir>/files/<sha256>/<name>`)
+    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockDirArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResultsDirArg {
+    /// The results tree.
+    #[arg(long = "results", value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// A run directory, a point directory or a results tree.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Delete the index and recreate it from the result files alone.
+    Rebuild {
+        #[command(flatten)]
+        results: ResultsDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// One line per run, newest first.
+    List {
+        /// Only runs of points whose id starts with this.
+        #[arg(long, value_name = "ID")]
+        point: Option<String>,
+        /// Only `completed` or `failed` runs.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        results: ResultsDirArg,
+    },
+    /// Everything the index holds about a run (by run id) or a point (by id prefix).
+    Show {
+        id: String,
+        #[command(flatten)]
+        results: ResultsDirArg,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -241,6 +324,10 @@ pub fn main() -> ExitCode {
         Command::ServeSim(a) => measure_cmd::serve_sim(a),
         Command::Bench(a) => measure_cmd::bench(a),
         Command::Calibrate(a) => measure_cmd::calibrate(a),
+        Command::Run(a) => run_cmd::run(a),
+        Command::Audit(a) => results_cmd::audit(a),
+        Command::Index(c) => results_cmd::index(c),
+        Command::Results(c) => results_cmd::results(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -251,12 +338,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Invalid input gets 2; everything else that failed gets 1.
+/// Invalid input gets 2, an unpinned point 3; everything else that failed gets 1.
 fn code_for(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| matches!(c.downcast_ref(), Some(crate::run::RunError::Unpinned(_))))
+    {
+        return exit::UNPINNED;
+    }
     let invalid = e.chain().any(|c| {
         c.is::<crate::spec::SpecError>()
             || c.is::<crate::lock::LockError>()
             || c.is::<InvalidInput>()
+            || matches!(c.downcast_ref(), Some(crate::run::RunError::NoPoints(_)))
     });
     if invalid {
         exit::INVALID

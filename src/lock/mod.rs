@@ -45,7 +45,7 @@ pub enum LockError {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ImagesLock {
     pub version: u32,
-    #[serde(default, rename = "image")]
+    #[serde(default, rename = "image", skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageEntry>,
 }
 
@@ -70,7 +70,7 @@ pub struct ImageEntry {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModelsLock {
     pub version: u32,
-    #[serde(default, rename = "model")]
+    #[serde(default, rename = "model", skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelEntry>,
 }
 
@@ -94,7 +94,7 @@ pub struct ModelEntry {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FilesLock {
     pub version: u32,
-    #[serde(default, rename = "file")]
+    #[serde(default, rename = "file", skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
 }
 

@@ -6,6 +6,7 @@
 //! started) and the full run pipeline (engines started by infermark).
 
 pub mod calibrate;
+pub mod pipeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,30 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("{file}: {source}")]
+    Canonical {
+        file: PathBuf,
+        source: spec::CanonicalError,
+    },
+    /// A point with a moving reference: nothing runs unpinned.
+    #[error("{0}")]
+    Unpinned(String),
+    /// No point matched `--point`, or nothing to run.
+    #[error("{0}")]
+    NoPoints(String),
+    /// This machine is not the point's hardware class.
+    #[error("{0}")]
+    Hardware(String),
+    /// The results tree could not be written.
+    #[error("results store: {0}")]
+    Store(String),
+    /// A signal stopped the run.
+    #[error("interrupted by {0}")]
+    Interrupted(String),
 }
 
 /// A measured point: the raw records and what follows from them.

@@ -3,31 +3,14 @@
 //! (cached outside the repository).
 
 use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
-use crate::support::{Server, bench, free_port, repo, wait_healthy};
-
-/// Paths of the engine and the model, building them if this machine lacks them.
-fn engine() -> (String, String) {
-    let out = Command::new("bash")
-        .arg(repo().join("tests/setup/llama-server.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("the setup script runs");
-    assert!(out.status.success(), "tests/setup/llama-server.sh failed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .unwrap_or_else(|| panic!("{k} missing from {text}"))
-            .to_string()
-    };
-    (get("LLAMA_SERVER="), get("SMOLLM2_GGUF="))
-}
+use crate::support::{Server, bench, free_port, llama_engine, wait_healthy};
 
 #[test]
 fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() {
-    let (server, model) = engine();
+    let (server, model) = llama_engine();
     let port = free_port();
     let child = Command::new(server)
         .args([

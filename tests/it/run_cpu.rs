@@ -1,0 +1,459 @@
+//! `infermark run` end to end on real parts: llama.cpp's `llama-server` as a
+//! process engine and inside a podman image pinned by digest (pushed to a
+//! docker-registry on loopback), then `audit`, the index, SIGTERM mid-run and
+//! an engine that dies while starting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{free_port, infermark, llama_engine, repo, stderr, stdout};
+
+const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A scratch world for one run: the experiment copied in (with `edit`
+/// applied), its own lockfiles, and a content-addressed cache holding the
+/// engine and the model by sha256.
+struct World {
+    dir: tempfile::TempDir,
+    experiment: PathBuf,
+}
+
+impl World {
+    fn new(experiment: &str, edit: impl Fn(String) -> String) -> World {
+        let (server, model) = llama_engine();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["experiments", "lockfiles", "cache/files"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let text =
+            std::fs::read_to_string(repo().join("experiments/cpu").join(experiment)).unwrap();
+        let exp = root.join("experiments").join(experiment);
+        std::fs::write(&exp, edit(text)).unwrap();
+        for l in ["images", "models", "files"] {
+            std::fs::write(root.join(format!("lockfiles/{l}.lock")), "version = 1\n").unwrap();
+        }
+        let server_sha = sha256_of(Path::new(&server));
+        for (sha, path, name) in [
+            (server_sha.as_str(), server.as_str(), "llama-server"),
+            (
+                GGUF_SHA256,
+                model.as_str(),
+                "SmolLM2-135M-Instruct.Q4_1.gguf",
+            ),
+        ] {
+            let d = root.join("cache/files").join(sha);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(path, d.join(name)).unwrap();
+        }
+        let w = World {
+            dir,
+            experiment: exp,
+        };
+        let o = w.infermark(&["lock", "set", "llama-server", &server_sha]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        w
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn results(&self) -> PathBuf {
+        self.root().join("results")
+    }
+
+    fn infermark(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let lock_dir = self.root().join("lockfiles");
+        if matches!(args.first(), Some(&"run") | Some(&"lock")) {
+            all.push("--lock-dir".into());
+            all.push(lock_dir.display().to_string());
+        }
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        infermark(self.root(), &refs)
+    }
+
+    fn run_command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_infermark"));
+        c.arg("run")
+            .arg(&self.experiment)
+            .arg("--results")
+            .arg(self.results())
+            .arg("--cache-dir")
+            .arg(self.root().join("cache"))
+            .arg("--lock-dir")
+            .arg(self.root().join("lockfiles"))
+            .args(extra)
+            .current_dir(self.root())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        self.run_command(extra).output().unwrap()
+    }
+
+    /// Directories `points/*/<kind>/*` of the results tree.
+    fn runs(&self, kind: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(points) = std::fs::read_dir(self.results().join("points")) else {
+            return out;
+        };
+        for p in points.flatten() {
+            if let Ok(runs) = std::fs::read_dir(p.path().join(kind)) {
+                out.extend(runs.flatten().map(|r| r.path()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Pids of live processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            // Zombies have an empty cmdline, so this is a live process.
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Asserts a finished run of the llama.cpp points: both load levels
+/// completed, every request exactly `max_tokens` long, and a clean audit.
+fn assert_completed_and_audited(w: &World, o: &std::process::Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+    let out = stdout(o);
+    assert!(out.contains("2 point(s): 2 completed, 0 failed"), "{out}");
+    let runs = w.runs("runs");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for run in &runs {
+        for f in [
+            "requests.jsonl",
+            "summary.json",
+            "environment.json",
+            "engine.log",
+            "provenance.json",
+        ] {
+            assert!(run.join(f).is_file(), "{} lacks {f}", run.display());
+        }
+        let summary = json(&run.join("summary.json"));
+        assert_eq!(summary["counts"]["failed"], 0, "{summary}");
+        let records = std::fs::read_to_string(run.join("requests.jsonl")).unwrap();
+        for line in records.lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r["usage_output_tokens"], 32, "{line}");
+        }
+        let env = json(&run.join("environment.json"));
+        assert_eq!(env["format"], "infermark.environment.v1");
+        assert_eq!(env["hardware"]["point_class"], "cpu");
+        assert_eq!(env["hardware"]["override"], false);
+        assert_eq!(env["engine"]["kind"], "llamacpp");
+        let statement = json(&run.join("provenance.json"));
+        assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+        assert!(!std::fs::read(run.join("engine.log")).unwrap().is_empty());
+    }
+    let audit = infermark(w.root(), &["audit", w.results().to_str().unwrap()]);
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&audit),
+        stderr(&audit)
+    );
+    assert!(
+        stdout(&audit).contains("audited 2 runs"),
+        "{}",
+        stdout(&audit)
+    );
+}
+
+#[test]
+fn llamacpp_process_point_runs_end_to_end_and_audits_clean() {
+    let w = World::new("llamacpp-smollm2.toml", |t| t);
+    let o = w.run(&[]);
+    assert_completed_and_audited(&w, &o);
+    for run in w.runs("runs") {
+        let env = json(&run.join("environment.json"));
+        let exe = &env["engine"]["executable"];
+        let pinned = sha256_of(&PathBuf::from(llama_engine().0));
+        assert_eq!(exe["sha256"], pinned.as_str(), "{env}");
+        assert_eq!(env["engine"]["model_file"]["sha256"], GGUF_SHA256);
+        assert_eq!(env["engine"]["runtime"], "process");
+    }
+    // The index answers, and a rebuild from the files alone answers the same.
+    let list = w.infermark(&[
+        "results",
+        "list",
+        "--results",
+        w.results().to_str().unwrap(),
+    ]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(
+        stdout(&list).matches("completed").count(),
+        2,
+        "{}",
+        stdout(&list)
+    );
+    std::fs::remove_file(w.results().join("index.sqlite")).unwrap();
+    let rebuilt = w.infermark(&[
+        "index",
+        "rebuild",
+        "--results",
+        w.results().to_str().unwrap(),
+    ]);
+    assert_eq!(rebuilt.status.code(), Some(0), "{}", stderr(&rebuilt));
+    let again = w.infermark(&[
+        "results",
+        "list",
+        "--results",
+        w.results().to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&list), stdout(&again));
+    // No engine outlives the run.
+    let server = llama_engine().0;
+    assert!(processes_mentioning(w.root().to_str().unwrap()).is_empty());
+    let _ = server;
+}
+
+#[test]
+fn an_engine_that_exits_while_starting_fails_with_its_log_tail_and_leaves_no_result() {
+    let w = World::new("llamacpp-smollm2.toml", |t| {
+        t.replace(
+            r#"args = ["-c", "4096", "-np", "4", "-t", "2"]"#,
+            r#"args = ["--no-such-flag-infermark"]"#,
+        )
+    });
+    let started = Instant::now();
+    let o = w.run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = stderr(&o);
+    assert!(err.contains("engine failed to start"), "{err}");
+    // llama-server names the flag it rejects: the log tail is in the error.
+    assert!(err.contains("no-such-flag-infermark"), "{err}");
+    assert!(
+        w.runs("runs").is_empty(),
+        "a failed start must not look like a result"
+    );
+    let failed = w.runs("failed");
+    assert_eq!(
+        failed.len(),
+        2,
+        "each point of the group is recorded as failed: {failed:?}"
+    );
+    for f in failed {
+        let failure = json(&f.join("failure.json"));
+        assert!(
+            failure["reason"]
+                .as_str()
+                .unwrap()
+                .contains("engine failed to start")
+        );
+    }
+}
+
+/// Waits until a run is in flight (a run directory under `.tmp`), or panics.
+fn wait_for_run_in_flight(w: &World, child: &mut std::process::Child) {
+    let tmp = w.results().join(".tmp");
+    let start = Instant::now();
+    loop {
+        let in_flight = std::fs::read_dir(&tmp)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| !e.file_name().to_string_lossy().starts_with("engine-"))
+            })
+            .unwrap_or(false);
+        if in_flight {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("infermark run ended before measuring: {status}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM mid-measurement: exit 143, engine gone, the point in flight
+/// recorded as failed, nothing under `runs/`.
+fn sigterm_mid_run(w: &World, engine_gone: impl Fn() -> bool) {
+    let mut child = w
+        .run_command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_run_in_flight(w, &mut child);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "infermark run ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(engine_gone(), "an engine outlived SIGTERM");
+    assert!(
+        w.runs("runs").is_empty(),
+        "no run may look complete: {:?}",
+        w.runs("runs")
+    );
+    let failed = w.runs("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let failure = json(&failed[0].join("failure.json"));
+    assert!(
+        failure["reason"].as_str().unwrap().contains("SIGTERM"),
+        "{failure}"
+    );
+    let tmp_left: Vec<_> = std::fs::read_dir(w.results().join(".tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(tmp_left.is_empty(), "{tmp_left:?}");
+}
+
+/// More requests per client so that SIGTERM lands mid-measurement.
+fn longer(t: String) -> String {
+    t.replace("requests-per-client = 4", "requests-per-client = 40")
+}
+
+#[test]
+fn sigterm_mid_measurement_leaves_no_engine_process_and_no_complete_result() {
+    let w = World::new("llamacpp-smollm2.toml", longer);
+    let needle = w.root().to_str().unwrap().to_string();
+    sigterm_mid_run(&w, || processes_mentioning(&needle).is_empty());
+}
+
+// ---- podman: the same engine in an image pinned by digest ----
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Builds the llama.cpp image, pushes it to a fresh loopback registry,
+/// and pins the registry's digest in the world's lock.
+fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String)> {
+    if !(have("podman") && have("docker-registry")) {
+        eprintln!("SKIPPED: podman or docker-registry is not installed (.ci/setup installs both)");
+        return None;
+    }
+    let (server, model) = llama_engine();
+    let port = free_port();
+    let repository = format!("infermark-test/llama-{port}");
+    let out = Command::new("bash")
+        .arg(repo().join("tests/setup/llama-image.sh"))
+        .args([&server, &model, &port.to_string(), &repository, "t1"])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tests/setup/llama-image.sh failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .to_string()
+    };
+    let (image, digest) = (get("IMAGE="), get("DIGEST="));
+    let w = World::new("llamacpp-smollm2-podman.toml", |t| {
+        edit(t.replace(
+            "127.0.0.1:5055/infermark/llama-server-smollm2:11434.0.0",
+            &image,
+        ))
+    });
+    let o = w.infermark(&["lock", "set", &image, &digest]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    Some((w, digest))
+}
+
+fn containers_named_infermark() -> Vec<String> {
+    let out = Command::new("podman")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "name=infermark-",
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
+    let Some((w, digest)) = podman_world(|t| t) else {
+        return;
+    };
+    let before = containers_named_infermark();
+    let o = w.run(&[]);
+    assert_completed_and_audited(&w, &o);
+    for run in w.runs("runs") {
+        let env = json(&run.join("environment.json"));
+        assert_eq!(env["engine"]["runtime"], "podman");
+        assert_eq!(env["engine"]["image"]["digest"], digest.as_str(), "{env}");
+        assert!(env["engine"]["executable"].is_null());
+    }
+    let after = containers_named_infermark();
+    assert_eq!(before, after, "the run left a container behind");
+}
+
+#[test]
+fn sigterm_mid_measurement_leaves_no_container_and_no_complete_result() {
+    let Some((w, _)) = podman_world(longer) else {
+        return;
+    };
+    let before = containers_named_infermark();
+    sigterm_mid_run(&w, || containers_named_infermark() == before);
+}
