@@ -377,9 +377,22 @@ fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Removes a test image from podman's storage when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rmi", "--force", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Builds the llama.cpp image, pushes it to a fresh loopback registry,
 /// and pins the registry's digest in the world's lock.
-fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String)> {
+fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String, Image)> {
     if !(have("podman") && have("docker-registry")) {
         eprintln!("SKIPPED: podman or docker-registry is not installed (.ci/setup installs both)");
         return None;
@@ -402,6 +415,7 @@ fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String)> {
             .to_string()
     };
     let (image, digest) = (get("IMAGE="), get("DIGEST="));
+    let guard = Image(format!("127.0.0.1:{port}/{repository}@{digest}"));
     let w = World::new("llamacpp-smollm2-podman.toml", |t| {
         edit(t.replace(
             "127.0.0.1:5055/infermark/llama-server-smollm2:11434.0.0",
@@ -410,7 +424,7 @@ fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String)> {
     });
     let o = w.infermark(&["lock", "set", &image, &digest]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    Some((w, digest))
+    Some((w, digest, guard))
 }
 
 fn containers_named_infermark() -> Vec<String> {
@@ -433,7 +447,7 @@ fn containers_named_infermark() -> Vec<String> {
 
 #[test]
 fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
-    let Some((w, digest)) = podman_world(|t| t) else {
+    let Some((w, digest, _image)) = podman_world(|t| t) else {
         return;
     };
     let before = containers_named_infermark();
@@ -451,7 +465,7 @@ fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
 
 #[test]
 fn sigterm_mid_measurement_leaves_no_container_and_no_complete_result() {
-    let Some((w, _)) = podman_world(longer) else {
+    let Some((w, _, _image)) = podman_world(longer) else {
         return;
     };
     let before = containers_named_infermark();

@@ -22,9 +22,13 @@ name="127.0.0.1:$port/$repository"
 work=$(mktemp -d)
 registry_pid=
 cleanup() {
-  [[ -n "$registry_pid" ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  local rc=$?
+  if [[ -n "$registry_pid" ]]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
-  true
+  exit "$rc"
 }
 trap cleanup EXIT
 
