@@ -6,10 +6,11 @@ use std::process::{Command, Stdio};
 
 use std::time::Duration;
 
-use crate::support::{Server, bench, free_port, llama_engine, wait_healthy};
+use crate::support::{Server, bench, free_port, heavy, llama_engine, wait_healthy};
 
 #[test]
 fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() {
+    let _heavy = heavy();
     let (server, model) = llama_engine();
     let port = free_port();
     let child = Command::new(server)

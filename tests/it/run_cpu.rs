@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, infermark, llama_engine, repo, stderr, stdout};
+use crate::support::{free_port, heavy, infermark, llama_engine, repo, stderr, stdout};
 
 const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
@@ -197,6 +197,7 @@ fn assert_completed_and_audited(w: &World, o: &std::process::Output) {
 
 #[test]
 fn llamacpp_process_point_runs_end_to_end_and_audits_clean() {
+    let _heavy = heavy();
     let w = World::new("llamacpp-smollm2.toml", |t| t);
     let o = w.run(&[]);
     assert_completed_and_audited(&w, &o);
@@ -245,6 +246,7 @@ fn llamacpp_process_point_runs_end_to_end_and_audits_clean() {
 
 #[test]
 fn an_engine_that_exits_while_starting_fails_with_its_log_tail_and_leaves_no_result() {
+    let _heavy = heavy();
     let w = World::new("llamacpp-smollm2.toml", |t| {
         t.replace(
             r#"args = ["-c", "4096", "-np", "4", "-t", "2"]"#,
@@ -361,6 +363,7 @@ fn longer(t: String) -> String {
 
 #[test]
 fn sigterm_mid_measurement_leaves_no_engine_process_and_no_complete_result() {
+    let _heavy = heavy();
     let w = World::new("llamacpp-smollm2.toml", longer);
     let needle = w.root().to_str().unwrap().to_string();
     sigterm_mid_run(&w, || processes_mentioning(&needle).is_empty());
@@ -447,6 +450,7 @@ fn containers_named_infermark() -> Vec<String> {
 
 #[test]
 fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
+    let _heavy = heavy();
     let Some((w, digest, _image)) = podman_world(|t| t) else {
         return;
     };
@@ -465,6 +469,7 @@ fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
 
 #[test]
 fn sigterm_mid_measurement_leaves_no_container_and_no_complete_result() {
+    let _heavy = heavy();
     let Some((w, _, _image)) = podman_world(longer) else {
         return;
     };

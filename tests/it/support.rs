@@ -189,3 +189,12 @@ pub fn llama_engine() -> (String, String) {
         })
         .clone()
 }
+
+/// Serialises the tests that load the machine (the real llama.cpp engine):
+/// on a shared two-core runner two of them at once would time each other.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
