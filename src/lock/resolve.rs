@@ -53,6 +53,24 @@ pub enum ResolveError {
     Client(String),
 }
 
+impl ResolveError {
+    /// Names the reference being resolved in errors that only name a host
+    /// or URL.
+    fn resolving(self, reference: &str) -> Self {
+        match self {
+            ResolveError::Unreachable { host, message } => ResolveError::Unreachable {
+                host,
+                message: format!("{message} (resolving `{reference}`)"),
+            },
+            ResolveError::Http { url, message } => ResolveError::Http {
+                url,
+                message: format!("{message} (resolving `{reference}`)"),
+            },
+            e => e,
+        }
+    }
+}
+
 /// One lock entry written or replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -178,7 +196,9 @@ pub async fn update_with(
             report.kept.push(key);
             continue;
         }
-        let r = oci::resolve(&client, image, creds).await?;
+        let r = oci::resolve(&client, image, creds)
+            .await
+            .map_err(|e| e.resolving(&key))?;
         if old
             .as_ref()
             .is_some_and(|o| o.digest == r.digest && o.platforms == r.platforms)
@@ -214,7 +234,10 @@ pub async fn update_with(
             report.kept.push(key);
             continue;
         }
-        let r = hub.resolve(&client, repo, revision).await?;
+        let r = hub
+            .resolve(&client, repo, revision)
+            .await
+            .map_err(|e| e.resolving(&key))?;
         if old
             .as_ref()
             .is_some_and(|o| o.commit == r.commit && o.files == r.files)
