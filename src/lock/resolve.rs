@@ -275,3 +275,70 @@ pub async fn update_with(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages() {
+        let errors = [
+            ResolveError::NotFound {
+                reference: "127.0.0.1:5000/x:nope".into(),
+                origin: "http://127.0.0.1:5000".into(),
+                what: "tag",
+            },
+            ResolveError::Unreachable {
+                host: "registry-1.docker.io".into(),
+                message: "tcp connect error: Connection refused".into(),
+            }
+            .resolving("docker.io/library/nginx:latest"),
+            ResolveError::Denied {
+                reference: "o/m@main".into(),
+                origin: "https://huggingface.co".into(),
+                status: 401,
+                hint: "the repository does not exist, or is gated or private: set HF_TOKEN".into(),
+            },
+            ResolveError::Protocol {
+                reference: "ghcr.io/o/r:t".into(),
+                origin: "https://ghcr.io".into(),
+                message: "HTTP 500 to HEAD https://ghcr.io/v2/o/r/manifests/t".into(),
+            },
+            ResolveError::Insecure {
+                url: "http://hub.example.com/api/models/o/m/revision/main?blobs=true".into(),
+            },
+            ResolveError::NoExperiments("experiments".into()),
+        ];
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(text.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn nothing_to_resolve_leaves_the_lock_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = dir.path().join("e.toml");
+        std::fs::write(
+            &exp,
+            format!(
+                "schema = 1\n[hardware]\nclass = \"cpu\"\n[engine]\nkind = \"llamacpp\"\nruntime = \"process\"\n\
+                 command = \"llama-server\"\n[model]\nrepo = \"o/m\"\nrevision = \"{}\"\n[workload]\n\
+                 api = \"completions\"\ninput-tokens = 8\noutput-tokens = 2\n[load]\nconcurrency = [1]\n",
+                "a".repeat(40)
+            ),
+        )
+        .unwrap();
+        let lock_dir = dir.path().join("lockfiles");
+        let report = update_with(
+            &lock_dir,
+            std::slice::from_ref(&exp),
+            true,
+            &oci::Credentials::default(),
+            &hf::Hub::new("http://127.0.0.1:9".into(), None),
+        )
+        .await
+        .unwrap();
+        assert!(report.changed.is_empty() && report.unchanged.is_empty());
+        assert_eq!(report.commands_unpinned, ["llama-server"]);
+        assert!(!lock_dir.exists());
+    }
+}
