@@ -14,9 +14,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The client used for every lock request.
 pub fn client() -> Result<reqwest::Client, ResolveError> {
+    client_with(CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+}
+
+fn client_with(connect: Duration, request: Duration) -> Result<reqwest::Client, ResolveError> {
     reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(connect)
+        .timeout(request)
         .user_agent(concat!("infermark/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ResolveError::Client(chain(&e)))
@@ -184,6 +188,30 @@ mod tests {
         assert!(!err.contains("pw"), "{err}");
         assert!(check_transport(&reqwest::Url::parse("http://127.0.0.1:9/x").unwrap()).is_ok());
         assert!(check_transport(&reqwest::Url::parse("https://hub.example.com").unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_a_bounded_unreachable_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accept and hold the connection without a byte of answer.
+        let hold = tokio::spawn(async move {
+            let conn = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(conn);
+        });
+        let client = client_with(Duration::from_secs(1), Duration::from_millis(300)).unwrap();
+        let url = reqwest::Url::parse(&format!("http://{addr}/v2/")).unwrap();
+        let e = client.get(url.clone()).send().await.unwrap_err();
+        let err = send_error(&url, e, &[]);
+        hold.abort();
+        match &err {
+            ResolveError::Unreachable { host, message } => {
+                assert_eq!(host, &addr.to_string());
+                assert!(message.contains("timed out"), "{message}");
+            }
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use infermark::lock::Lockfiles;
 use sha2::{Digest, Sha256};
 
-use crate::containers::{Registry, Rootfs, installed, remove_image};
+use crate::containers::{Registry, Rootfs, installed, remove_image, run};
 use crate::support::{free_port, stderr, stdout};
 
 /// Every variable `lock` reads credentials or the hub from.
@@ -214,6 +214,76 @@ fn real_registry_tag_to_digest_update_unknown_tag_and_closed_port() {
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(15));
     remove_image("podman", &tagged);
+}
+
+/// A podman manifest list, removed from local storage when dropped.
+struct ManifestList(String);
+
+impl Drop for ManifestList {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["manifest", "rm", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn real_registry_index_records_per_platform_digests() {
+    if !installed("podman") || !installed("docker-registry") {
+        eprintln!("skipped: podman or docker-registry is not installed");
+        return;
+    }
+    let registry = Registry::start();
+    registry.push("podman", &one_file_rootfs("amd\n"), "part", "amd64", &[]);
+    registry.push("podman", &one_file_rootfs("arm\n"), "part", "arm64", &[]);
+    let amd = registry.digest("part", "amd64");
+    let arm = registry.digest("part", "arm64");
+    assert_ne!(amd, arm);
+    let list = ManifestList(format!("{}/multi:1", registry.addr));
+    run("podman", &["manifest", "create", &list.0]);
+    for (arch, variant, tag) in [("amd64", "", "amd64"), ("arm64", "v8", "arm64")] {
+        let mut args = vec![
+            "manifest",
+            "add",
+            "--tls-verify=false",
+            "--os",
+            "linux",
+            "--arch",
+            arch,
+        ];
+        if !variant.is_empty() {
+            args.extend(["--variant", variant]);
+        }
+        let part = format!("docker://{}/part:{tag}", registry.addr);
+        args.extend([list.0.as_str(), part.as_str()]);
+        run("podman", &args);
+    }
+    let dest = format!("docker://{}", list.0);
+    run(
+        "podman",
+        &[
+            "manifest",
+            "push",
+            "--all",
+            "--tls-verify=false",
+            &list.0,
+            &dest,
+        ],
+    );
+    let index = registry.digest("multi", "1");
+
+    let p = project();
+    experiment(&p.path().join("experiments"), "multi", &list.0, None);
+    let out = lock(p.path(), &[], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = &images(p.path())[0];
+    assert_eq!(e.digest, index, "the index digest is the pin");
+    let want: BTreeMap<String, String> = [
+        ("linux/amd64".to_string(), amd),
+        ("linux/arm64/v8".to_string(), arm),
+    ]
+    .into();
+    assert_eq!(e.platforms, want);
 }
 
 // ---------------------------------------------------------------------------
