@@ -214,6 +214,29 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn https_is_spoken() {
+        // A plain-HTTP server asked over https: the client must attempt TLS
+        // (and fail the handshake), which it can only with a TLS backend.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let url = reqwest::Url::parse(&format!("https://{addr}/v2/")).unwrap();
+        let e = client().unwrap().get(url.clone()).send().await.unwrap_err();
+        let text = chain(&e);
+        serve.abort();
+        assert!(e.is_connect(), "{text}");
+        // rustls reading a plain-HTTP answer as a TLS record.
+        assert!(text.contains("corrupt message"), "{text}");
+    }
+
     #[test]
     fn redact_hides_every_secret() {
         assert_eq!(redact("a tok b tok", &["tok", ""]), "a *** b ***");
