@@ -56,10 +56,17 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
         groups.entry(dir).or_default().push(f);
     }
     let rt = super::measure_cmd::runtime()?;
+    let cwd = std::env::current_dir().ok();
     for (dir, files) in groups {
         let report = rt
             .block_on(resolve::update(&dir, &files, args.update))
             .map_err(cli_error)?;
+        // Shown relative to the working directory when below it.
+        let dir = cwd
+            .as_deref()
+            .and_then(|c| dir.strip_prefix(c).ok())
+            .map(PathBuf::from)
+            .unwrap_or(dir);
         for c in &report.changed {
             println!(
                 "{}/{}  {}  {} → {}",
@@ -103,9 +110,7 @@ fn cli_error(e: ResolveError) -> anyhow::Error {
     match e {
         ResolveError::Lock(e) => e.into(),
         ResolveError::Spec(e) => e.into(),
-        e @ (ResolveError::NotFound { .. } | ResolveError::NoExperiments(_)) => {
-            InvalidInput(e.to_string()).into()
-        }
+        e if e.is_invalid_input() => InvalidInput(e.to_string()).into(),
         e => anyhow::Error::msg(e.to_string()),
     }
 }

@@ -54,6 +54,19 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
+    /// `true` when the user must fix an experiment or lockfile (a bad spec
+    /// or lock, no experiments, a tag or revision that does not exist);
+    /// `false` for network, access and server failures.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::Lock(_)
+                | ResolveError::Spec(_)
+                | ResolveError::NoExperiments(_)
+                | ResolveError::NotFound { .. }
+        )
+    }
+
     /// Names the reference being resolved in errors that only name a host
     /// or URL.
     fn resolving(self, reference: &str) -> Self {

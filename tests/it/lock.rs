@@ -119,7 +119,7 @@ fn real_registry_tag_to_digest_update_unknown_tag_and_closed_port() {
     let out = lock(p.path(), &[], &[]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains(&format!("{tagged}  (none) → {d1}")),
+        stdout(&out).contains(&format!("lockfiles/images.lock  {tagged}  (none) → {d1}")),
         "{}",
         stdout(&out)
     );
