@@ -1,6 +1,7 @@
 //! Command line: clap definitions, dispatch and the exit-code table — nothing
 //! else. Each command's work lives in the module that owns its noun.
 
+mod lock_cmd;
 mod measure_cmd;
 mod results_cmd;
 mod run_cmd;
@@ -65,9 +66,9 @@ pub enum Command {
     /// Check experiment specs and list their points.
     #[command(subcommand)]
     Spec(SpecCommand),
-    /// Edit lockfiles.
-    #[command(subcommand)]
-    Lock(LockCommand),
+    /// Resolve experiments' image tags and model branches into the lockfiles
+    /// (`lock [PATHS] [--update]`), or pin one reference by hand (`lock set`).
+    Lock(LockArgs),
     /// Run the built-in OpenAI-compatible sim server (known timing, faults).
     ServeSim(SimArgs),
     /// Drive one experiment's points against a server that is already running.
@@ -290,6 +291,23 @@ pub enum SpecCommand {
     },
 }
 
+/// `infermark lock [PATHS...] [--update] [--lock-dir DIR]` or
+/// `infermark lock set REF VALUE`. A directory of experiments named `set`
+/// is written `./set`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub command: Option<LockCommand>,
+    /// Experiment files, or directories searched for `*.toml` [default: experiments]
+    pub paths: Vec<PathBuf>,
+    /// Resolve every moving reference again, not only those the lock lacks.
+    #[arg(long)]
+    pub update: bool,
+    #[command(flatten)]
+    pub lock: LockDirArg,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Pin a reference by hand: `IMAGE:TAG sha256:<digest>`,
@@ -320,7 +338,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spec(cmd) => spec_cmd::spec(cmd),
-        Command::Lock(cmd) => spec_cmd::lock(cmd),
+        Command::Lock(a) => lock_cmd::lock(a),
         Command::ServeSim(a) => measure_cmd::serve_sim(a),
         Command::Bench(a) => measure_cmd::bench(a),
         Command::Calibrate(a) => measure_cmd::calibrate(a),

@@ -1,10 +1,10 @@
-//! `infermark spec ...` and `infermark lock set`.
+//! `infermark spec ...`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{LockCommand, LockDirArg, SpecCommand, exit};
+use super::{LockDirArg, SpecCommand, exit};
 use crate::lock::Lockfiles;
 use crate::spec::{self, Point};
 
@@ -41,24 +41,6 @@ pub fn spec(cmd: SpecCommand) -> anyhow::Result<u8> {
             for p in points_of(&file, &lock)? {
                 println!("{}", p.id());
             }
-            Ok(exit::OK)
-        }
-    }
-}
-
-pub fn lock(cmd: LockCommand) -> anyhow::Result<u8> {
-    match cmd {
-        LockCommand::Set {
-            reference,
-            value,
-            lock,
-        } => {
-            let dir = lock.lock_dir.unwrap_or_else(|| PathBuf::from("lockfiles"));
-            let mut lockfiles = Lockfiles::load_checked(&dir)?;
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            let what = lockfiles.set(&reference, &value, &now)?;
-            lockfiles.save()?;
-            println!("locked in {}/{what}", dir.display());
             Ok(exit::OK)
         }
     }

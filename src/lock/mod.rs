@@ -4,6 +4,13 @@
 //! model branches to commits (with optional per-file sha256), and
 //! `lockfiles/files.lock` process engines' executables to their sha256. Like
 //! Cargo.lock: committed, read during resolution, edited by `infermark lock`.
+//! Resolving tags and branches over the network lives in `resolve` (with the
+//! registry client in `oci` and the hub client in `hf`).
+
+pub mod hf;
+mod net;
+pub mod oci;
+pub mod resolve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ mod cli_spec;
 mod containers;
 mod engine;
 mod llamacpp;
+mod lock;
 mod run_checks;
 mod run_cpu;
 mod support;

@@ -1,0 +1,116 @@
+//! `infermark lock [PATHS...] [--update]` and `infermark lock set REF VALUE`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{InvalidInput, LockArgs, LockCommand, exit};
+use crate::lock::Lockfiles;
+use crate::lock::resolve::{self, ResolveError};
+use crate::spec;
+
+pub fn lock(args: LockArgs) -> anyhow::Result<u8> {
+    match args.command {
+        Some(LockCommand::Set {
+            reference,
+            value,
+            lock,
+        }) => {
+            let dir = lock.lock_dir.unwrap_or_else(|| PathBuf::from("lockfiles"));
+            let mut lockfiles = Lockfiles::load_checked(&dir)?;
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let what = lockfiles.set(&reference, &value, &now)?;
+            lockfiles.save()?;
+            println!("locked in {}/{what}", dir.display());
+            Ok(exit::OK)
+        }
+        None => resolve_all(args),
+    }
+}
+
+fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from("experiments")]
+    } else {
+        args.paths
+    };
+    // Each experiment's lock is `--lock-dir`, else the nearest `lockfiles/`
+    // above it, else ./lockfiles: resolve per lock directory.
+    let files = spec::collect_files(&paths)?;
+    if files.is_empty() {
+        return Err(cli_error(ResolveError::NoExperiments(
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )));
+    }
+    let mut groups: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for f in files {
+        let dir = args
+            .lock
+            .lock_dir
+            .clone()
+            .or_else(|| Lockfiles::find_dir(&f))
+            .unwrap_or_else(|| PathBuf::from("lockfiles"));
+        groups.entry(dir).or_default().push(f);
+    }
+    let rt = super::measure_cmd::runtime()?;
+    let cwd = std::env::current_dir().ok();
+    for (dir, files) in groups {
+        let report = rt
+            .block_on(resolve::update(&dir, &files, args.update))
+            .map_err(cli_error)?;
+        // Shown relative to the working directory when below it.
+        let dir = cwd
+            .as_deref()
+            .and_then(|c| dir.strip_prefix(c).ok())
+            .map(PathBuf::from)
+            .unwrap_or(dir);
+        for c in &report.changed {
+            println!(
+                "{}/{}  {}  {} → {}",
+                dir.display(),
+                c.lockfile,
+                c.reference,
+                c.old.as_deref().unwrap_or("(none)"),
+                c.new
+            );
+        }
+        for r in &report.unchanged {
+            println!("unchanged  {r}");
+        }
+        for cmd in &report.commands_unpinned {
+            eprintln!(
+                "note: process engine command `{cmd}` has no sha256; pin it with `infermark lock set {cmd} <sha256 of the executable>`"
+            );
+        }
+        let kept = if report.kept.is_empty() || args.update {
+            String::new()
+        } else {
+            format!(
+                ", {} already locked (`--update` resolves them again)",
+                report.kept.len()
+            )
+        };
+        println!(
+            "{}: {} changed, {} unchanged{kept}",
+            dir.display(),
+            report.changed.len(),
+            report.unchanged.len()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Exit 2 for what the user must fix in the experiment or lock (a bad
+/// spec or lockfile, a tag or revision the registry does not have); exit 1
+/// for network, access and server failures.
+fn cli_error(e: ResolveError) -> anyhow::Error {
+    match e {
+        ResolveError::Lock(e) => e.into(),
+        ResolveError::Spec(e) => e.into(),
+        e if e.is_invalid_input() => InvalidInput(e.to_string()).into(),
+        e => anyhow::Error::msg(e.to_string()),
+    }
+}
