@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -162,12 +164,16 @@ impl Signer {
         }
     }
 
-    /// The private key as PKCS#8 PEM.
+    /// The private key as PKCS#8 v1 PEM: the seed alone, as OpenSSL writes
+    /// it (OpenSSL 3.0 refuses the v2 form with the public key inside).
     fn private_pem(&self) -> Result<String, SignError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map(|pem| pem.to_string())
-            .map_err(|e| SignError::Envelope(format!("cannot encode the private key: {e}")))
+        KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| SignError::Envelope(format!("cannot encode the private key: {e}")))
     }
 }
 
