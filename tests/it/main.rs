@@ -7,4 +7,5 @@ mod containers;
 mod engine;
 mod llamacpp;
 mod run_cpu;
+mod sign;
 mod support;
