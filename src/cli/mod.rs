@@ -1,6 +1,7 @@
 //! Command line: clap definitions, dispatch and the exit-code table — nothing
 //! else. Each command's work lives in the module that owns its noun.
 
+mod key_cmd;
 mod lock_cmd;
 mod measure_cmd;
 mod results_cmd;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Query the results index.
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Signing keys for statements (Ed25519).
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,6 +117,10 @@ pub struct RunArgs {
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub lock: LockDirArg,
+    /// Sign each run's statement with this Ed25519 private key (PKCS#8 PEM,
+    /// from `infermark key generate`): writes `provenance.dsse.json`.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -126,6 +134,20 @@ pub struct ResultsDirArg {
 pub struct AuditArgs {
     /// A run directory, a point directory or a results tree.
     pub path: PathBuf,
+    /// Require every run signed by one of these public keys (SPKI PEM, the
+    /// `.pub` of `key generate`); unsigned, untrusted and invalid are problems.
+    #[arg(long, value_name = "KEYFILE", num_args = 1..)]
+    pub trust: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an Ed25519 key pair: FILE (private, PKCS#8 PEM, mode 0600) and
+    /// FILE.pub (public, SPKI PEM); prints the key id. Never overwrites.
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +368,7 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => results_cmd::audit(a),
         Command::Index(c) => results_cmd::index(c),
         Command::Results(c) => results_cmd::results(c),
+        Command::Key(c) => key_cmd::key(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,12 +2,23 @@
 //! results tree.
 
 use super::{AuditArgs, IndexCommand, InvalidInput, ResultsCommand, exit};
+use crate::provenance::sign::load_public_key;
 use crate::store::RunStatus;
 use crate::store::index::{self, Index, ListFilter};
 use crate::verify;
 
 pub fn audit(a: AuditArgs) -> anyhow::Result<u8> {
-    let report = verify::audit(&a.path)?;
+    let trust = if a.trust.is_empty() {
+        None
+    } else {
+        let keys = a
+            .trust
+            .iter()
+            .map(|p| load_public_key(p).map_err(|e| InvalidInput(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(keys)
+    };
+    let report = verify::audit_with_trust(&a.path, trust.as_deref())?;
     print!("{}", report.render());
     Ok(if report.is_clean() {
         exit::OK

@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::measure_cmd::{Bar, progress_bar, runtime};
-use super::{RunArgs, exit};
+use super::{InvalidInput, RunArgs, exit};
 use crate::loadgen::Progress;
 use crate::metrics;
+use crate::provenance::sign::Signer;
 use crate::run::RunError;
 use crate::run::pipeline::{self, Observer, PointOutcome, RunOptions};
 use crate::spec::Point;
@@ -34,6 +35,14 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
         // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is told to.
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
+        sign_key: match &a.sign_key {
+            // Checked here so a bad key is invalid input (exit 2) before anything runs.
+            Some(path) => {
+                Signer::load(path).map_err(|e| InvalidInput(e.to_string()))?;
+                Some(path.clone())
+            }
+            None => None,
+        },
     })
 }
 

@@ -4,8 +4,8 @@
 //!
 //! It exists so that a result can be checked without trusting whoever holds
 //! it: `audit` re-hashes every subject and cross-checks the predicate against
-//! `point.json` and `environment.json`. The statement is not signed yet, so
-//! it proves the files are the ones the statement lists, not who wrote it.
+//! `point.json` and `environment.json`. The statement proves the files are
+//! the ones it lists; who vouched for it is [`sign`]'s envelope beside it.
 //!
 //! Reading is strict about versions: an unknown `_type` or `predicateType`
 //! is refused by name rather than half-understood.
@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::spec::{Model, Point};
+
+pub mod sign;
 
 /// The in-toto statement type this build writes and reads.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";

@@ -56,6 +56,9 @@ pub enum RunError {
     /// A signal stopped the run.
     #[error("interrupted by {0}")]
     Interrupted(String),
+    /// The `--sign-key` could not be read.
+    #[error(transparent)]
+    Sign(#[from] crate::provenance::sign::SignError),
 }
 
 /// A measured point: the raw records and what follows from them.

@@ -19,6 +19,7 @@ use crate::lock::Lockfiles;
 use crate::metrics::{self, Summary};
 use crate::probe::{self, Environment, GpuFacts, HardwareFit, HostFacts};
 use crate::provenance::RunPredicate;
+use crate::provenance::sign::Signer;
 use crate::spec::{self, Point};
 use crate::store::{RunWriter, Store};
 
@@ -39,6 +40,9 @@ pub struct RunOptions {
     pub model_cache: Option<PathBuf>,
     pub registry_insecure_loopback: bool,
     pub infermark_exe: PathBuf,
+    /// Sign each run's statement with this Ed25519 private key (PKCS#8 PEM):
+    /// `provenance.dsse.json` is written beside `provenance.json`.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// What became of one point.
@@ -159,6 +163,8 @@ pub async fn run_points(
     mut shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Vec<PointOutcome>, RunError> {
     let store = Store::open(&opts.results).map_err(|e| RunError::Store(e.to_string()))?;
+    // Loaded before any engine starts: a bad key fails the run up front.
+    let signer = opts.sign_key.as_deref().map(Signer::load).transpose()?;
     let host = probe::host();
     let gpus = probe::gpus();
     let mut outcomes = Vec::new();
@@ -224,6 +230,7 @@ pub async fn run_points(
             fit: &fit,
             spec_dir: &spec_dir,
             log: &session.log,
+            signer: signer.as_ref(),
         };
         for p in &group {
             if let Some(why) = running.exited() {
@@ -279,6 +286,7 @@ struct PointContext<'a> {
     fit: &'a HardwareFit,
     spec_dir: &'a Path,
     log: &'a Path,
+    signer: Option<&'a Signer>,
 }
 
 /// Measures one point into a run directory; a measurement failure is a
@@ -358,7 +366,7 @@ async fn run_point(
         finished,
         ctx.fit.overridden,
     );
-    match writer.commit(predicate) {
+    match writer.commit_signed(predicate, ctx.signer) {
         Ok(path) => Ok(PointOutcome::Completed {
             point: point.clone(),
             path,

@@ -25,6 +25,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::provenance::sign::{self, SignError, Signer};
 use crate::provenance::{
     self, POINT_FILE, ProvenanceError, RUN_FILES, RunPredicate, STATEMENT_FILE, Statement,
 };
@@ -87,6 +88,8 @@ pub enum StoreError {
     RunExists { path: PathBuf },
     #[error(transparent)]
     Provenance(#[from] ProvenanceError),
+    #[error("cannot sign the statement: {0}")]
+    Sign(#[from] SignError),
     #[error("{source}; the run was recorded as failed in {}", path.display())]
     CommitRefused {
         path: PathBuf,
@@ -282,8 +285,18 @@ impl RunWriter {
     /// A run that cannot be sealed (a file missing, a predicate for another
     /// run) is not thrown away: it is recorded as failed, with the reason,
     /// and the error says where it went.
-    pub fn commit(mut self, predicate: RunPredicate) -> Result<PathBuf, StoreError> {
-        if let Err(error) = self.seal(predicate) {
+    pub fn commit(self, predicate: RunPredicate) -> Result<PathBuf, StoreError> {
+        self.commit_signed(predicate, None)
+    }
+
+    /// [`RunWriter::commit`], and with a `signer` the statement's DSSE
+    /// envelope (`provenance.dsse.json`) is written beside it before the move.
+    pub fn commit_signed(
+        mut self,
+        predicate: RunPredicate,
+        signer: Option<&Signer>,
+    ) -> Result<PathBuf, StoreError> {
+        if let Err(error) = self.seal(predicate, signer) {
             let reason = format!("commit refused: {error}");
             return match self.fail_in_place(&reason) {
                 // Moved to failed/ (indexed or not): say where it went.
@@ -301,7 +314,7 @@ impl RunWriter {
     }
 
     /// Checks the run's files and writes its statement, all synced.
-    fn seal(&self, predicate: RunPredicate) -> Result<(), StoreError> {
+    fn seal(&self, predicate: RunPredicate, signer: Option<&Signer>) -> Result<(), StoreError> {
         for (key, expected, found) in [
             ("point_id", &self.point_id, &predicate.point_id),
             ("run_id", &self.run_id, &predicate.run_id),
@@ -334,6 +347,11 @@ impl RunWriter {
         })?;
         for name in RUN_FILES.iter().chain([&STATEMENT_FILE]) {
             sync_file(&self.dir.join(name))?;
+        }
+        if let Some(signer) = signer {
+            // Written (and synced) by the signer; the payload is the
+            // statement's bytes just written.
+            sign::sign_statement_file(&self.dir.join(STATEMENT_FILE), signer)?;
         }
         sync_dir(&self.dir)
     }

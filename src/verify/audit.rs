@@ -22,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::signatures::{self, SignatureCounts};
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
+use crate::provenance::sign::{RUN_ENVELOPE_FILE, SignatureStatus, TrustedKey};
 use crate::provenance::{POINT_FILE, Pins, RUN_FILES, STATEMENT_FILE, Statement, sha256_file};
 use crate::spec::reference::Sha256;
 use crate::spec::{EngineKind, Model, Point, Runtime};
@@ -77,6 +79,8 @@ pub struct AuditReport {
     pub bytes: u64,
     pub elapsed: Duration,
     pub problems: Vec<Problem>,
+    /// The runs' signature statuses (see `audit_with_trust`).
+    pub signatures: SignatureCounts,
 }
 
 impl AuditReport {
@@ -100,6 +104,9 @@ impl AuditReport {
             1 => "1 problem".to_string(),
             k => format!("{k} problems"),
         };
+        if let Some(line) = self.signatures.render() {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(
             out,
             "audited {} ({} skipped), {mb:.1} MB in {secs:.2} s ({rate:.1} MB/s): {verdict}",
@@ -121,6 +128,16 @@ fn plural(n: usize, what: &str) -> String {
 /// Audits `path`: a results root (with `points/`), a point directory (with
 /// `point.json`) or a single run directory, whichever it is.
 pub fn audit(path: &Path) -> Result<AuditReport, AuditError> {
+    audit_with_trust(path, None)
+}
+
+/// [`audit`], and with `trust` every completed run must be signed by one of
+/// those keys; without, only a signature envelope that is present is
+/// checked (see [`signatures`]).
+pub fn audit_with_trust(
+    path: &Path,
+    trust: Option<&[TrustedKey]>,
+) -> Result<AuditReport, AuditError> {
     let started = Instant::now();
     if !path.is_dir() {
         return Err(AuditError::NotFound {
@@ -164,13 +181,17 @@ pub fn audit(path: &Path) -> Result<AuditReport, AuditError> {
         });
     }
 
-    let outcomes = audit_runs(&runs, &points);
+    let outcomes = audit_runs(&runs, &points, trust);
     let mut report = AuditReport {
         runs: 0,
         failed_runs: 0,
         bytes: 0,
         elapsed: Duration::ZERO,
         problems,
+        signatures: SignatureCounts {
+            checked: trust.is_some(),
+            ..SignatureCounts::default()
+        },
     };
     for (run, outcome) in runs.iter().zip(outcomes) {
         match run.status {
@@ -179,6 +200,9 @@ pub fn audit(path: &Path) -> Result<AuditReport, AuditError> {
         }
         report.bytes += outcome.bytes;
         report.problems.extend(outcome.problems);
+        if let Some(status) = &outcome.signature {
+            report.signatures.add(status);
+        }
     }
     report.elapsed = started.elapsed();
     Ok(report)
@@ -267,11 +291,17 @@ fn check_point(point_dir: &Path, whole: bool) -> (Option<Point>, Vec<Problem>) {
 struct RunOutcome {
     bytes: u64,
     problems: Vec<Problem>,
+    /// Completed runs only.
+    signature: Option<SignatureStatus>,
 }
 
 /// Audits `runs` on every core, returning outcomes in `runs`' order so the
 /// report does not depend on scheduling.
-fn audit_runs(runs: &[StoredRun], points: &[(PathBuf, Option<Point>)]) -> Vec<RunOutcome> {
+fn audit_runs(
+    runs: &[StoredRun],
+    points: &[(PathBuf, Option<Point>)],
+    trust: Option<&[TrustedKey]>,
+) -> Vec<RunOutcome> {
     let point_of = |run: &StoredRun| {
         points
             .iter()
@@ -292,7 +322,7 @@ fn audit_runs(runs: &[StoredRun], points: &[(PathBuf, Option<Point>)]) -> Vec<Ru
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(run) = runs.get(i) else { break };
                     let outcome = match run.status {
-                        RunStatus::Completed => audit_run(run, point_of(run)),
+                        RunStatus::Completed => audit_run(run, point_of(run), trust),
                         RunStatus::Failed => audit_failed_run(run),
                     };
                     mine.push((i, outcome));
@@ -370,7 +400,7 @@ fn store_error_detail(e: &StoreError) -> String {
     }
 }
 
-fn audit_run(run: &StoredRun, point: Option<&Point>) -> RunOutcome {
+fn audit_run(run: &StoredRun, point: Option<&Point>, trust: Option<&[TrustedKey]>) -> RunOutcome {
     let mut out = RunOutcome::default();
     let dir = &run.dir;
     if !store::is_run_id(&run.run_id) {
@@ -391,7 +421,9 @@ fn audit_run(run: &StoredRun, point: Option<&Point>) -> RunOutcome {
     match store::read_dir_sorted(dir) {
         Ok(entries) => {
             for entry in entries {
-                if !RUN_DIR_FILES.contains(&store::file_name(&entry).as_str()) {
+                let name = store::file_name(&entry);
+                // The envelope vouches for the statement, not the reverse.
+                if !RUN_DIR_FILES.contains(&name.as_str()) && name != RUN_ENVELOPE_FILE {
                     out.problem(
                         &entry,
                         format!(
@@ -424,6 +456,9 @@ fn audit_run(run: &StoredRun, point: Option<&Point>) -> RunOutcome {
             check_predicate(run, point, s, &statement_path, &mut out);
         }
     }
+    let (status, problem) = signatures::check_run(dir, trust);
+    out.problems.extend(problem);
+    out.signature = Some(status);
     if let Some(point) = point {
         check_environment(run, point, statement.as_ref(), &statement_path, &mut out);
         check_summary(run, point, &mut out);
@@ -927,6 +962,7 @@ mod tests {
             bytes: 2_500_000,
             elapsed: Duration::from_millis(500),
             problems: vec![],
+            signatures: SignatureCounts::default(),
         };
         assert_eq!(
             r.render(),

@@ -6,5 +6,6 @@
 //! Re-running a point to reproduce it (`verify` proper) builds on it.
 
 pub mod audit;
+pub mod signatures;
 
-pub use audit::{AuditError, AuditReport, Problem, audit};
+pub use audit::{AuditError, AuditReport, Problem, audit, audit_with_trust};

@@ -9,4 +9,5 @@ mod llamacpp;
 mod lock;
 mod run_checks;
 mod run_cpu;
+mod sign;
 mod support;
