@@ -39,8 +39,16 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
 
 /// Prints as the pipeline goes: engine starts, a progress bar per point,
 /// each point's table and where it was written.
-struct Printer {
+pub(super) struct Printer {
     bar: Mutex<Option<Arc<Bar>>>,
+}
+
+impl Printer {
+    pub(super) fn new() -> Self {
+        Printer {
+            bar: Mutex::new(None),
+        }
+    }
 }
 
 impl Observer for Printer {
@@ -89,10 +97,33 @@ impl Observer for Printer {
 pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     let opts = options(&a)?;
     let planned = pipeline::plan(&a.paths, &opts)?;
-    let rt = runtime()?;
-    let printer = Printer {
-        bar: Mutex::new(None),
+    let printer = Printer::new();
+    let outcomes = match execute(planned, &opts, &printer)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
     };
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, PointOutcome::Failed { .. }))
+        .count();
+    println!(
+        "{} point(s): {} completed, {failed} failed; results in {}",
+        outcomes.len(),
+        outcomes.len() - failed,
+        opts.results.display()
+    );
+    Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// Runs planned points with SIGTERM and Ctrl-C stopping the engine: the
+/// outcomes, or `Err(exit code)` after a signal (the point in flight was
+/// recorded as failed).
+pub(super) fn execute(
+    planned: Vec<pipeline::PlannedPoint>,
+    opts: &RunOptions,
+    observer: &dyn Observer,
+) -> anyhow::Result<Result<Vec<PointOutcome>, u8>> {
+    let rt = runtime()?;
     let result = rt.block_on(async {
         let (tx, rx) = watch::channel(None::<String>);
         let signals = tokio::spawn(async move {
@@ -116,36 +147,25 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                 EXIT_SIGTERM
             }));
         });
-        let r = pipeline::run_points(planned, &opts, &printer, rx).await;
+        let r = pipeline::run_points(planned, opts, observer, rx).await;
         signals.abort();
         r
     });
     crate::engine::kill_all_started();
-    let outcomes = match result {
-        Ok(o) => o,
+    match result {
+        Ok(o) => Ok(Ok(o)),
         Err(RunError::Interrupted(why)) => {
             eprintln!(
                 "error: {why}: the engine was stopped and the point in flight recorded as failed"
             );
-            return Ok(if why == "SIGINT" {
+            Ok(Err(if why == "SIGINT" {
                 EXIT_SIGINT
             } else {
                 EXIT_SIGTERM
-            });
+            }))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let failed = outcomes
-        .iter()
-        .filter(|o| matches!(o, PointOutcome::Failed { .. }))
-        .count();
-    println!(
-        "{} point(s): {} completed, {failed} failed; results in {}",
-        outcomes.len(),
-        outcomes.len() - failed,
-        opts.results.display()
-    );
-    Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
