@@ -78,9 +78,8 @@ pub fn nightly(a: NightlyArgs) -> anyhow::Result<u8> {
             let id = p.point.id().to_string();
             meta.insert(id.clone(), (g.id.clone(), nightly::experiment_name(p)));
             let done = record.completed_run(&id).filter(|run| {
-                store::Store::open(&opts.results)
-                    .map(|s| s.point_dir(&id).join(store::RUNS_DIR).join(run).is_dir())
-                    .unwrap_or(false)
+                let points = opts.results.join(store::POINTS_DIR);
+                points.join(&id).join(store::RUNS_DIR).join(run).is_dir()
             });
             match done {
                 Some(run) => {

@@ -6,5 +6,6 @@ mod cli_spec;
 mod containers;
 mod engine;
 mod llamacpp;
+mod nightly;
 mod run_cpu;
 mod support;

@@ -189,3 +189,11 @@ pub fn llama_engine() -> (String, String) {
         })
         .clone()
 }
+
+/// Serialises the heavy tests (the real llama.cpp engine): two at once
+/// would fight over the two cores and time out. Recovers from a test that
+/// panicked while holding it.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
