@@ -432,6 +432,24 @@ mod tests {
     }
 
     #[test]
+    fn the_night_table_lists_points_by_group_with_run_or_reason() {
+        let mut r = NightRecord::new("2026-11-24");
+        r.record(point(
+            "a1",
+            NightStatus::Completed,
+            "20261124T010203Z-0a1b2c3d",
+        ));
+        let mut bad = point("b2", NightStatus::Failed, "20261124T010509Z-4e5f6a7b");
+        bad.group = "g2".to_string();
+        bad.reason = Some(format!(
+            "engine failed to start: {}\nlog tail",
+            "x".repeat(100)
+        ));
+        r.record(bad);
+        insta::assert_snapshot!(r.render_table());
+    }
+
+    #[test]
     fn night_ids_are_directory_names() {
         assert!(check_night_id("2026-11-24").is_ok());
         assert!(check_night_id("nightly_7.b").is_ok());
