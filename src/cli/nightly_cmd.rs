@@ -24,13 +24,6 @@ pub fn nightly(a: NightlyArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| night::today(std::time::SystemTime::now()));
     night::check_night_id(&night_id).map_err(|e| InvalidInput(e.to_string()))?;
-    if a.update_locks {
-        anyhow::bail!(
-            "--update-locks is not available in this build: it has no resolver for moving \
-             references; run `infermark lock set` for each reference, or run without \
-             --update-locks on the committed lock"
-        );
-    }
     let class = nightly::hardware_class(a.hardware.as_deref())?;
     let opts = RunOptions {
         results: a.results.results.clone(),
@@ -46,6 +39,17 @@ pub fn nightly(a: NightlyArgs) -> anyhow::Result<u8> {
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
     };
+    if a.update_locks {
+        // Refresh every moving reference of `selection.files` into
+        // `selection.lock_dir` here, before the plan reads the lock.
+        let selection = nightly::select(&a.experiments, &class, &opts)?;
+        anyhow::bail!(
+            "--update-locks is not available in this build: it has no resolver for the moving \
+             references of {}; pin them with `infermark lock set`, or run without \
+             --update-locks on the committed lock",
+            selection.dir.display()
+        );
+    }
     let mut plan = nightly::plan(&a.experiments, &class, &opts)?;
     plan.only(&a.only)?;
     let opts = RunOptions {

@@ -61,18 +61,11 @@ pub fn hardware_class(requested: Option<&str>) -> Result<String, RunError> {
 /// expanded into pinned points (an unpinned one refuses the whole night)
 /// and grouped by engine start, in file order.
 pub fn plan(experiments: &Path, class: &str, opts: &RunOptions) -> Result<Night, RunError> {
-    let dir = experiments.join(class);
-    if !dir.is_dir() {
-        return Err(RunError::NoPoints(format!(
-            "{}: no experiments for hardware class `{class}` (expected a directory of *.toml)",
-            dir.display()
-        )));
-    }
-    let files = spec::collect_files(std::slice::from_ref(&dir))?;
-    let lock_dir = opts
-        .lock_dir
-        .clone()
-        .or_else(|| files.first().and_then(|f| Lockfiles::find_dir(f)));
+    let Selection {
+        dir,
+        files,
+        lock_dir,
+    } = select(experiments, class, opts)?;
     // One lock for the whole night, so its digests describe every point.
     let opts = RunOptions {
         lock_dir: lock_dir.clone(),
@@ -91,6 +84,38 @@ pub fn plan(experiments: &Path, class: &str, opts: &RunOptions) -> Result<Night,
         experiments: dir,
         lock_dir,
         groups,
+    })
+}
+
+/// The experiment files of a class's night and the lock that pins them.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// `<experiments>/<class>/`.
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// `--lock-dir`, else the nearest `lockfiles/` above the experiments.
+    pub lock_dir: Option<PathBuf>,
+}
+
+/// Finds the experiments of `class` under `experiments` and their lock
+/// directory; what `--update-locks` refreshes before [`plan`] reads it.
+pub fn select(experiments: &Path, class: &str, opts: &RunOptions) -> Result<Selection, RunError> {
+    let dir = experiments.join(class);
+    if !dir.is_dir() {
+        return Err(RunError::NoPoints(format!(
+            "{}: no experiments for hardware class `{class}` (expected a directory of *.toml)",
+            dir.display()
+        )));
+    }
+    let files = spec::collect_files(std::slice::from_ref(&dir))?;
+    let lock_dir = opts
+        .lock_dir
+        .clone()
+        .or_else(|| files.first().and_then(|f| Lockfiles::find_dir(f)));
+    Ok(Selection {
+        dir,
+        files,
+        lock_dir,
     })
 }
 
@@ -151,4 +176,38 @@ pub fn experiment_name(p: &PlannedPoint) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::run::pipeline::group_id;
+    use crate::spec::{self, NoPins};
+
+    fn points(args: &str) -> Vec<spec::Point> {
+        let text = format!(
+            "schema = 1\nname = \"g\"\n[hardware]\nclass = \"cpu\"\n[engine]\nkind = \"sim\"\n\
+             args = {args}\n[workload]\napi = \"completions\"\ninput-tokens = 8\n\
+             output-tokens = 4\nseed = 0\n[load]\nconcurrency = [1, 4]\n"
+        );
+        spec::parse(Path::new("g.toml"), &text)
+            .unwrap()
+            .points(&NoPins)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sweep_shares_one_group_id_and_another_engine_gets_another() {
+        let sweep = points(r#"["--itl-ms", "1"]"#);
+        assert_eq!(sweep.len(), 2);
+        assert_ne!(sweep[0].id(), sweep[1].id());
+        let id = group_id(&sweep[0]);
+        assert_eq!(id, group_id(&sweep[1]));
+        assert_eq!(id.len(), 12);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, group_id(&points(r#"["--itl-ms", "2"]"#)[0]));
+        // Scheduler jobs are named by it: it must not drift between versions.
+        insta::assert_snapshot!(id);
+    }
 }
