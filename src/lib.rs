@@ -11,6 +11,7 @@ pub mod lock;
 pub mod metrics;
 pub mod probe;
 pub mod provenance;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod spec;

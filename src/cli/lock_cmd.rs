@@ -106,7 +106,7 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
 /// Exit 2 for what the user must fix in the experiment or lock (a bad
 /// spec or lockfile, a tag or revision the registry does not have); exit 1
 /// for network, access and server failures.
-fn cli_error(e: ResolveError) -> anyhow::Error {
+pub(super) fn cli_error(e: ResolveError) -> anyhow::Error {
     match e {
         ResolveError::Lock(e) => e.into(),
         ResolveError::Spec(e) => e.into(),

@@ -4,6 +4,7 @@
 mod key_cmd;
 mod lock_cmd;
 mod measure_cmd;
+mod nightly_cmd;
 mod results_cmd;
 mod run_cmd;
 mod spec_cmd;
@@ -89,6 +90,93 @@ pub enum Command {
     /// Signing keys for statements (Ed25519).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Run this runner's night: its hardware class's experiments, pinned by
+    /// the lock, grouped by engine; resumable; writes nights/<night>/night.json.
+    Nightly(NightlyArgs),
+    /// Split the night into scheduler jobs, one per group (engine start).
+    Plan(PlanArgs),
+    /// Merge result trees from many runners (a union; conflicts reported),
+    /// then rebuild the index.
+    Collect(CollectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NightlyArgs {
+    /// Hardware class to run [default: detected on this machine]
+    #[arg(long, value_name = "CLASS")]
+    pub hardware: Option<String>,
+    /// Experiments root; the night runs `<DIR>/<hardware class>/`.
+    #[arg(long, value_name = "DIR", default_value = "experiments")]
+    pub experiments: PathBuf,
+    #[command(flatten)]
+    pub results: ResultsDirArg,
+    /// Run only these groups (ids from `infermark plan`).
+    #[arg(long, value_name = "GROUP", num_args = 1..)]
+    pub only: Vec<String>,
+    /// Resolve moving references (tags, branches) into the lock first.
+    #[arg(long)]
+    pub update_locks: bool,
+    /// Sign each run's statement with this Ed25519 key (`infermark key generate`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// Night id: re-running a night skips its completed points [default: today's UTC date]
+    #[arg(long, value_name = "ID")]
+    pub night: Option<String>,
+    /// Run even if this machine is not of the hardware class; recorded.
+    #[arg(long)]
+    pub allow_hardware_mismatch: bool,
+    /// Also look for model files (`model.file`) here.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Vec<PathBuf>,
+    /// Hugging Face cache mounted into containers for `model.repo` points.
+    #[arg(long, value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
+    /// Content-addressed cache of pinned files
+    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// `{"include":[...]}` for a GitHub Actions `strategy.matrix`.
+    GithubMatrix,
+    /// An sbatch array-job script (one hardware class per script).
+    Slurm,
+    /// Kubernetes `batch/v1` Job manifests, one YAML document per group.
+    K8s,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[arg(long, value_enum)]
+    pub format: PlanFormat,
+    /// Hardware classes to plan [default: every class directory under --experiments]
+    #[arg(long, value_name = "CLASS", num_args = 1..)]
+    pub hardware: Vec<String>,
+    /// Experiments root, with one directory per hardware class.
+    #[arg(long, value_name = "DIR", default_value = "experiments")]
+    pub experiments: PathBuf,
+    /// k8s: the container image (it must hold Nix and the repository at --workdir).
+    #[arg(long, value_name = "IMAGE", default_value = "nixos/nix")]
+    pub image: String,
+    /// k8s: the repository checkout inside the image.
+    #[arg(long, value_name = "DIR", default_value = "/src")]
+    pub workdir: String,
+    #[command(flatten)]
+    pub lock: LockDirArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectArgs {
+    /// The results tree to merge into (created when absent).
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+    /// Result trees to merge.
+    #[arg(required = true, value_name = "SRC")]
+    pub sources: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -369,6 +457,9 @@ pub fn main() -> ExitCode {
         Command::Index(c) => results_cmd::index(c),
         Command::Results(c) => results_cmd::results(c),
         Command::Key(c) => key_cmd::key(c),
+        Command::Nightly(a) => nightly_cmd::nightly(a),
+        Command::Plan(a) => nightly_cmd::plan(a),
+        Command::Collect(a) => nightly_cmd::collect(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -35,21 +35,36 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
         // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is told to.
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
-        sign_key: match &a.sign_key {
-            // Checked here so a bad key is invalid input (exit 2) before anything runs.
-            Some(path) => {
-                Signer::load(path).map_err(|e| InvalidInput(e.to_string()))?;
-                Some(path.clone())
-            }
-            None => None,
-        },
+        sign_key: checked_sign_key(a.sign_key.as_deref())?,
     })
+}
+
+/// A `--sign-key` checked before anything runs, so a bad key is invalid
+/// input (exit 2), not a failure after an hour of measuring.
+pub(super) fn checked_sign_key(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    match path {
+        Some(path) => {
+            Signer::load(path).map_err(|e| InvalidInput(e.to_string()))?;
+            Ok(Some(path.to_path_buf()))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Prints as the pipeline goes: engine starts, a progress bar per point,
 /// each point's table and where it was written.
-struct Printer {
+pub(super) struct Printer {
     bar: Mutex<Option<Arc<Bar>>>,
+}
+
+impl Printer {
+    pub(super) fn new() -> Self {
+        Printer {
+            bar: Mutex::new(None),
+        }
+    }
 }
 
 impl Observer for Printer {
@@ -98,10 +113,33 @@ impl Observer for Printer {
 pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     let opts = options(&a)?;
     let planned = pipeline::plan(&a.paths, &opts)?;
-    let rt = runtime()?;
-    let printer = Printer {
-        bar: Mutex::new(None),
+    let printer = Printer::new();
+    let outcomes = match execute(planned, &opts, &printer)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
     };
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o, PointOutcome::Failed { .. }))
+        .count();
+    println!(
+        "{} point(s): {} completed, {failed} failed; results in {}",
+        outcomes.len(),
+        outcomes.len() - failed,
+        opts.results.display()
+    );
+    Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// Runs planned points with SIGTERM and Ctrl-C stopping the engine: the
+/// outcomes, or `Err(exit code)` after a signal (the point in flight was
+/// recorded as failed).
+pub(super) fn execute(
+    planned: Vec<pipeline::PlannedPoint>,
+    opts: &RunOptions,
+    observer: &dyn Observer,
+) -> anyhow::Result<Result<Vec<PointOutcome>, u8>> {
+    let rt = runtime()?;
     let result = rt.block_on(async {
         let (tx, rx) = watch::channel(None::<String>);
         let signals = tokio::spawn(async move {
@@ -125,36 +163,25 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
                 EXIT_SIGTERM
             }));
         });
-        let r = pipeline::run_points(planned, &opts, &printer, rx).await;
+        let r = pipeline::run_points(planned, opts, observer, rx).await;
         signals.abort();
         r
     });
     crate::engine::kill_all_started();
-    let outcomes = match result {
-        Ok(o) => o,
+    match result {
+        Ok(o) => Ok(Ok(o)),
         Err(RunError::Interrupted(why)) => {
             eprintln!(
                 "error: {why}: the engine was stopped and the point in flight recorded as failed"
             );
-            return Ok(if why == "SIGINT" {
+            Ok(Err(if why == "SIGINT" {
                 EXIT_SIGINT
             } else {
                 EXIT_SIGTERM
-            });
+            }))
         }
-        Err(e) => return Err(e.into()),
-    };
-    let failed = outcomes
-        .iter()
-        .filter(|o| matches!(o, PointOutcome::Failed { .. }))
-        .count();
-    println!(
-        "{} point(s): {} completed, {failed} failed; results in {}",
-        outcomes.len(),
-        outcomes.len() - failed,
-        opts.results.display()
-    );
-    Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {

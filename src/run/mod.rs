@@ -6,6 +6,7 @@
 //! started) and the full run pipeline (engines started by infermark).
 
 pub mod calibrate;
+pub mod nightly;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};

@@ -154,6 +154,27 @@ fn engine_key(p: &Point) -> String {
     serde_json::to_string(&(&s.hardware, &s.engine, &s.model)).unwrap_or_default()
 }
 
+/// Hex digits of a group id: 48 bits, so a night's handful of groups never
+/// collide, yet short enough for a job name.
+pub const GROUP_ID_LEN: usize = 12;
+
+/// The stable id of the engine start a point belongs to: a short sha256 of
+/// the canonical JSON (RFC 8785) of its hardware, engine and model — the
+/// same key [`group`] shares engine starts by. Pins are part of engine and
+/// model, so re-pinning gives a new group; load levels are not, so every
+/// point of a sweep shares one.
+pub fn group_id(p: &Point) -> String {
+    let s = &p.spec;
+    let key = serde_json::json!([&s.hardware, &s.engine, &s.model]);
+    // The spec types hold no floats, so canonical JSON cannot fail on them;
+    // the plain serialisation stands in should that ever change.
+    let bytes = spec::canonical_json(&key).unwrap_or_else(|_| engine_key(p).into_bytes());
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+    let mut id = spec::hex(&digest);
+    id.truncate(GROUP_ID_LEN);
+    id
+}
+
 /// Runs every planned point; never stops at a failed point. Returns one
 /// outcome per point run, or `Interrupted` when `shutdown` fired.
 pub async fn run_points(

@@ -14,6 +14,7 @@
 //! crash leaves either a complete result or none (DESIGN "Results and
 //! provenance"). The files are the truth; the index is a cache of them.
 
+pub mod collect;
 pub mod index;
 
 use std::fs::{self, File};

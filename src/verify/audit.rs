@@ -173,8 +173,11 @@ pub fn audit_with_trust(
             runs.extend(store::runs_of_point(&entry)?);
             points.push((entry, point));
         }
-    } else if path.join(INDEX_FILE).is_file() || path.join(TMP_DIR).is_dir() {
-        // A results tree no run has finished in yet.
+    } else if path.join(INDEX_FILE).is_file()
+        || path.join(TMP_DIR).is_dir()
+        || path.join(crate::report::NIGHTS_DIR).is_dir()
+    {
+        // A results tree no run has finished in yet (night records, if any, are not runs).
     } else {
         return Err(AuditError::NotResults {
             path: path.to_path_buf(),

@@ -7,6 +7,7 @@ mod containers;
 mod engine;
 mod llamacpp;
 mod lock;
+mod nightly;
 mod run_checks;
 mod run_cpu;
 mod sign;

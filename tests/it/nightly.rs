@@ -1,0 +1,684 @@
+//! `infermark nightly`, `plan` and `collect` as a CI runner uses them: a
+//! night of CPU experiments end to end (sim engines, and the real llama.cpp
+//! server as a process), resumed; a night with a point whose engine dies at
+//! start; the plan parsed back in each scheduler's format; result trees of
+//! two runners merged; and the GitHub workflow that strings them together.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{infermark, llama_engine, repo, stderr, stdout};
+
+const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// A scratch repository: `experiments/cpu/` with quick sim experiments,
+/// empty lockfiles, a content-addressed cache.
+struct Night {
+    dir: tempfile::TempDir,
+}
+
+/// The sim calibration experiment cut to a few requests with fast timing,
+/// renamed, with the engine's extra `args`.
+fn sim_experiment(name: &str, args: &str) -> String {
+    let text =
+        std::fs::read_to_string(repo().join("experiments/cpu/sim-calibration.toml")).unwrap();
+    let edited = text
+        .replace("name = \"sim-calibration\"", &format!("name = \"{name}\""))
+        .replace(
+            "args = [\"--ttft-ms\", \"50\", \"--itl-ms\", \"10\"]",
+            &format!("args = {args}"),
+        )
+        .replace("output-tokens = 64", "output-tokens = 8")
+        .replace("requests-per-client = 8", "requests-per-client = 2")
+        .replace("concurrency = [1, 16, 64]", "concurrency = [1, 4]");
+    assert_ne!(
+        edited, text,
+        "the sim experiment changed shape; update this test"
+    );
+    assert!(edited.contains(&format!("args = {args}")));
+    edited
+}
+
+const FAST: &str = r#"["--ttft-ms", "5", "--itl-ms", "1"]"#;
+
+impl Night {
+    fn new() -> Night {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["experiments/cpu", "lockfiles", "cache/files"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for l in ["images", "models", "files"] {
+            std::fs::write(root.join(format!("lockfiles/{l}.lock")), "version = 1\n").unwrap();
+        }
+        Night { dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn add(&self, file: &str, text: &str) {
+        std::fs::write(self.root().join("experiments/cpu").join(file), text).unwrap();
+    }
+
+    /// The llama.cpp process experiment at concurrency 1 with a few
+    /// requests, its engine and model in the cache and the engine pinned.
+    fn add_llama(&self) {
+        let (server, model) = llama_engine();
+        let server_sha = sha256_of(Path::new(&server));
+        for (sha, path, name) in [
+            (server_sha.as_str(), server.as_str(), "llama-server"),
+            (
+                GGUF_SHA256,
+                model.as_str(),
+                "SmolLM2-135M-Instruct.Q4_1.gguf",
+            ),
+        ] {
+            let d = self.root().join("cache/files").join(sha);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(path, d.join(name)).unwrap();
+        }
+        let text =
+            std::fs::read_to_string(repo().join("experiments/cpu/llamacpp-smollm2.toml")).unwrap();
+        let edited = text
+            .replace("concurrency = [1, 4]", "concurrency = [1]")
+            .replace("requests-per-client = 4", "requests-per-client = 2")
+            .replace("output-tokens = 32", "output-tokens = 8");
+        assert!(edited.contains("concurrency = [1]\n"));
+        self.add("llamacpp-smollm2.toml", &edited);
+        let lock_dir = self.root().join("lockfiles");
+        let o = infermark(
+            self.root(),
+            &[
+                "lock",
+                "set",
+                "llama-server",
+                &server_sha,
+                "--lock-dir",
+                lock_dir.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+
+    fn results(&self) -> PathBuf {
+        self.root().join("results")
+    }
+
+    /// `infermark nightly --hardware cpu --experiments <root>/experiments ...`
+    fn nightly(&self, results: &Path, extra: &[&str]) -> Output {
+        let exp = self.root().join("experiments");
+        let cache = self.root().join("cache");
+        let mut args = vec![
+            "nightly",
+            "--hardware",
+            "cpu",
+            "--experiments",
+            exp.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        infermark(self.root(), &args)
+    }
+
+    fn plan(&self, format: &str, extra: &[&str]) -> Output {
+        let exp = self.root().join("experiments");
+        let mut args = vec![
+            "plan",
+            "--format",
+            format,
+            "--experiments",
+            exp.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        infermark(self.root(), &args)
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Run directories `points/*/<kind>/*` of a results tree.
+fn runs(results: &Path, kind: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(points) = std::fs::read_dir(results.join("points")) else {
+        return out;
+    };
+    for p in points.flatten() {
+        if let Ok(rs) = std::fs::read_dir(p.path().join(kind)) {
+            out.extend(rs.flatten().map(|r| r.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn night_points(results: &Path, night: &str) -> Vec<serde_json::Value> {
+    let record = json(&results.join("nights").join(night).join("night.json"));
+    assert_eq!(record["format"], "infermark.night.v1");
+    assert_eq!(record["night"], night);
+    record["points"].as_array().unwrap().clone()
+}
+
+/// Group ids in plan order, from the GitHub matrix.
+fn groups(n: &Night) -> Vec<String> {
+    let o = n.plan("github-matrix", &["--hardware", "cpu"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    m["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["group"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_cpu_night_runs_every_point_records_the_night_and_resumes() {
+    let _heavy = crate::support::heavy();
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    n.add(
+        "sim-b.toml",
+        &sim_experiment("sim-b", r#"["--ttft-ms", "2", "--itl-ms", "1"]"#),
+    );
+    n.add_llama();
+    let results = n.results();
+
+    let o = n.nightly(&results, &["--night", "2026-11-24"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    // sim-a and sim-b at two load levels each, llama.cpp at one.
+    let points = night_points(&results, "2026-11-24");
+    assert_eq!(points.len(), 5, "{points:#?}");
+    assert!(
+        points.iter().all(|p| p["status"] == "completed"),
+        "{points:#?}"
+    );
+    assert!(points.iter().all(|p| p["hardware"] == "cpu"));
+    let record = json(&results.join("nights/2026-11-24/night.json"));
+    let files_lock = std::fs::read(n.root().join("lockfiles/files.lock")).unwrap();
+    assert_eq!(
+        record["locks"]["files.lock"],
+        format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&files_lock)),
+        "the record pins the lock by digest"
+    );
+    // Three engine starts, each its own group, as `plan` names them.
+    let mut in_record: Vec<&str> = points
+        .iter()
+        .map(|p| p["group"].as_str().unwrap())
+        .collect();
+    in_record.sort();
+    in_record.dedup();
+    let mut planned = groups(&n);
+    planned.sort();
+    assert_eq!(in_record, planned);
+    assert_eq!(planned.len(), 3);
+    // Every run of the record is a stored, auditable result.
+    let completed = runs(&results, "runs");
+    assert_eq!(completed.len(), 5);
+    for p in &points {
+        let dir = results
+            .join("points")
+            .join(p["id"].as_str().unwrap())
+            .join("runs")
+            .join(p["run_id"].as_str().unwrap());
+        assert!(dir.join("provenance.json").is_file(), "{}", dir.display());
+    }
+    let llama = points
+        .iter()
+        .find(|p| p["experiment"] == "llamacpp-smollm2")
+        .expect("the llama.cpp point is in the night");
+    assert_eq!(llama["status"], "completed");
+    let table = stdout(&o);
+    assert!(
+        table.contains("5 point(s): 5 completed, 0 failed"),
+        "{table}"
+    );
+    let audit = infermark(n.root(), &["audit", results.to_str().unwrap()]);
+    assert_eq!(audit.status.code(), Some(0), "{}", stdout(&audit));
+
+    // The same night again: everything was done, nothing runs.
+    let again = n.nightly(&results, &["--night", "2026-11-24"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(runs(&results, "runs"), completed, "no new runs");
+    let out = stdout(&again);
+    assert_eq!(out.matches("skip point").count(), 5, "{out}");
+    assert!(out.contains("0 ran, 5 skipped"), "{out}");
+    assert!(!stderr(&again).contains("starting "), "no engine started");
+
+    // Another night id is another night: it runs again (one group only).
+    let one = &planned[0];
+    let other = n.nightly(&results, &["--night", "2026-11-25", "--only", one]);
+    assert_eq!(other.status.code(), Some(0), "{}", stderr(&other));
+    let pts = night_points(&results, "2026-11-25");
+    assert!(!pts.is_empty() && pts.iter().all(|p| p["group"] == one.as_str()));
+    assert_eq!(runs(&results, "runs").len(), 5 + pts.len());
+}
+
+#[test]
+fn a_point_whose_engine_dies_fails_the_night_and_is_retried_on_resume() {
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    // serve-sim refuses an unknown flag: the engine exits while starting.
+    n.add(
+        "sim-broken.toml",
+        &sim_experiment("sim-broken", r#"["--no-such-flag"]"#),
+    );
+    let results = n.results();
+    let o = n.nightly(&results, &["--night", "broken"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let points = night_points(&results, "broken");
+    assert_eq!(points.len(), 4);
+    let (bad, good): (Vec<_>, Vec<_>) =
+        points.iter().partition(|p| p["experiment"] == "sim-broken");
+    assert!(good.iter().all(|p| p["status"] == "completed"), "{good:#?}");
+    for p in &bad {
+        assert_eq!(p["status"], "failed");
+        let reason = p["reason"].as_str().unwrap();
+        assert!(reason.contains("engine failed to start"), "{reason}");
+    }
+    assert_eq!(runs(&results, "runs").len(), 2);
+    assert_eq!(runs(&results, "failed").len(), 2);
+    assert!(
+        stdout(&o).contains("4 point(s): 2 completed, 2 failed"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Resumed: the completed points are skipped, the failed ones retried.
+    let again = n.nightly(&results, &["--night", "broken"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(stdout(&again).matches("skip point").count(), 2);
+    assert_eq!(runs(&results, "runs").len(), 2);
+    assert_eq!(
+        runs(&results, "failed").len(),
+        4,
+        "retried, and failed again"
+    );
+}
+
+#[test]
+fn update_locks_and_unknown_groups_are_refused_clearly() {
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    let results = n.results();
+    let o = n.nightly(&results, &["--only", "0123456789ab"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such group"), "{}", stderr(&o));
+    let o = n.nightly(&results, &["--night", "../x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!results.join("points").exists(), "nothing ran");
+    // A point with a moving reference refuses the night.
+    n.add(
+        "moving.toml",
+        &std::fs::read_to_string(repo().join("experiments/cpu/llamacpp-smollm2-podman.toml"))
+            .unwrap(),
+    );
+    let o = n.nightly(&results, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // `--update-locks` asks the registry for the moving tag first: with no
+    // registry listening there it fails naming the host, and nothing runs.
+    let port = crate::support::free_port();
+    n.add(
+        "moving.toml",
+        &std::fs::read_to_string(repo().join("experiments/cpu/llamacpp-smollm2-podman.toml"))
+            .unwrap()
+            .replace("127.0.0.1:5055", &format!("127.0.0.1:{port}")),
+    );
+    let o = n.nightly(&results, &["--update-locks"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!results.join("points").exists(), "nothing ran");
+}
+
+/// Parses YAML documents into JSON with PyYAML; `None` (and a printed
+/// reason) when python3 or PyYAML is missing.
+fn yaml_documents(text: &str) -> Option<Vec<serde_json::Value>> {
+    let probe = Command::new("python3").args(["-c", "import yaml"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!(
+            "skipping the YAML checks: python3 with PyYAML is not installed (.ci/setup installs it)"
+        );
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not YAML: {}\n{text}", stderr(&out));
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    Some(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+#[test]
+fn plan_writes_a_matrix_a_slurm_array_and_k8s_jobs_one_per_group() {
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    n.add(
+        "sim-b.toml",
+        &sim_experiment("sim-b", r#"["--ttft-ms", "3"]"#),
+    );
+    // A GPU class with pinned references: one group of five load levels.
+    let gpu = n.root().join("experiments/nvidia-h100-sxm");
+    std::fs::create_dir_all(&gpu).unwrap();
+    std::fs::copy(
+        repo().join("experiments/nvidia-h100-sxm/gpt-oss-120b-vllm-1k1k.toml"),
+        gpu.join("gpt-oss-120b-vllm-1k1k.toml"),
+    )
+    .unwrap();
+    let lock_dir = n.root().join("lockfiles");
+    for (r, v) in [
+        (
+            "vllm/vllm-openai:v0.25.1",
+            format!("sha256:{}", "ab".repeat(32)),
+        ),
+        ("openai/gpt-oss-120b@main", "cd".repeat(20)),
+    ] {
+        let o = infermark(
+            n.root(),
+            &[
+                "lock",
+                "set",
+                r,
+                &v,
+                "--lock-dir",
+                lock_dir.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+
+    // GitHub matrix: both classes by default, one entry per group.
+    let o = n.plan("github-matrix", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let include = m["include"].as_array().unwrap();
+    assert_eq!(include.len(), 3, "{m:#}");
+    let cpu: Vec<_> = include.iter().filter(|e| e["hardware"] == "cpu").collect();
+    assert_eq!(cpu.len(), 2);
+    for e in &cpu {
+        assert_eq!(e["runs-on"], serde_json::json!(["self-hosted", "cpu"]));
+        assert_eq!(e["points"], 2);
+        assert_eq!(e["group"].as_str().unwrap().len(), 12);
+    }
+    let h100 = include
+        .iter()
+        .find(|e| e["hardware"] == "nvidia-h100-sxm")
+        .unwrap();
+    assert_eq!(h100["points"], 5);
+    assert_eq!(
+        h100["runs-on"],
+        serde_json::json!(["self-hosted", "nvidia-h100-sxm"])
+    );
+    // Group ids are stable: the same plan twice, the same ids.
+    assert_eq!(stdout(&n.plan("github-matrix", &[])), stdout(&o));
+
+    // Slurm: a valid bash script whose task i runs group i.
+    let o = n.plan("slurm", &["--hardware", "cpu"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = n.root().join("night.sbatch");
+    std::fs::write(&script, stdout(&o)).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{}", stderr(&syntax));
+    assert!(
+        stdout(&o).contains("#SBATCH --array=0-1\n"),
+        "{}",
+        stdout(&o)
+    );
+    let bin = n.root().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake_nix = bin.join("nix");
+    std::fs::write(&fake_nix, "#!/bin/sh\necho \"nix $*\"\n").unwrap();
+    std::fs::set_permissions(
+        &fake_nix,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cpu_groups: Vec<&str> = cpu.iter().map(|e| e["group"].as_str().unwrap()).collect();
+    for (task, group) in cpu_groups.iter().enumerate() {
+        let ran = Command::new("bash")
+            .arg(&script)
+            .env("SLURM_ARRAY_TASK_ID", task.to_string())
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+        assert_eq!(
+            stdout(&ran).trim(),
+            format!("nix run .#nightly -- --only {group}")
+        );
+    }
+    let o = n.plan("slurm", &["--hardware", "nvidia-h100-sxm"]);
+    assert!(
+        stdout(&o).contains("#SBATCH --gres=gpu:1\n"),
+        "{}",
+        stdout(&o)
+    );
+    // One script asks for one kind of node.
+    let o = n.plan("slurm", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // Kubernetes: one Job per group.
+    let o = n.plan("k8s", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let Some(docs) = yaml_documents(&stdout(&o)) else {
+        return;
+    };
+    assert_eq!(docs.len(), 3);
+    for d in &docs {
+        assert_eq!(d["apiVersion"], "batch/v1");
+        assert_eq!(d["kind"], "Job");
+        let group = d["metadata"]["labels"]["infermark.dev/group"]
+            .as_str()
+            .unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let class = pod["nodeSelector"]["infermark.dev/hardware-class"]
+            .as_str()
+            .unwrap();
+        let c = &pod["containers"][0];
+        assert_eq!(
+            c["command"],
+            serde_json::json!(["nix", "run", ".#nightly", "--", "--only", group])
+        );
+        if class == "nvidia-h100-sxm" {
+            assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], 1);
+        } else {
+            assert_eq!(class, "cpu");
+            assert!(c.get("resources").is_none());
+        }
+    }
+}
+
+#[test]
+fn collect_merges_two_runners_trees_as_a_union_and_reports_a_conflict() {
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    n.add(
+        "sim-b.toml",
+        &sim_experiment("sim-b", r#"["--ttft-ms", "2", "--itl-ms", "1"]"#),
+    );
+    let g = groups(&n);
+    let (a, b) = (n.root().join("runner-a"), n.root().join("runner-b"));
+    for (tree, group) in [(&a, &g[0]), (&b, &g[1])] {
+        let o = n.nightly(tree, &["--night", "n", "--only", group]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    // Runner b also holds a copy of one of a's points (an identical overlap)...
+    let a_points: Vec<PathBuf> = std::fs::read_dir(a.join("points"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(a_points.len(), 2);
+    let shared = &a_points[0];
+    let copy = b.join("points").join(shared.file_name().unwrap());
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(shared)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // ...and a run log that differs from a's in one byte: a conflict.
+    let other = &a_points[1];
+    let run = runs(&a, "runs")
+        .into_iter()
+        .find(|r| r.starts_with(other))
+        .unwrap();
+    let rel = run.strip_prefix(&a).unwrap().to_path_buf();
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(other)
+        .arg(b.join("points").join(other.file_name().unwrap()))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let log = b.join(&rel).join("engine.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.push(b'!');
+    std::fs::write(&log, bytes).unwrap();
+
+    let merged = n.root().join("merged");
+    let o = infermark(
+        n.root(),
+        &[
+            "collect",
+            "--into",
+            merged.to_str().unwrap(),
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("conflict: ").count(), 1, "{err}");
+    assert!(
+        err.contains(&rel.join("engine.log").display().to_string()),
+        "{err}"
+    );
+    // a's 2 runs copied, then b's 2 new ones; the 2 copies of a's runs in b
+    // are one identical run and one conflicting (kept as a had it).
+    assert!(
+        stdout(&o).contains("4 run(s) copied, 1 already present"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(runs(&merged, "runs").len(), 4);
+    assert_eq!(
+        std::fs::read(merged.join(&rel).join("engine.log")).unwrap(),
+        std::fs::read(a.join(&rel).join("engine.log")).unwrap(),
+        "the conflicting file is not overwritten"
+    );
+    // The night records merged: both groups' points.
+    let points = night_points(&merged, "n");
+    assert_eq!(points.len(), 4);
+    assert!(points.iter().all(|p| p["status"] == "completed"));
+    // The index was rebuilt from the merged files and lists every run.
+    let list = infermark(
+        n.root(),
+        &["results", "list", "--results", merged.to_str().unwrap()],
+    );
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    for r in runs(&merged, "runs") {
+        let id = r.file_name().unwrap().to_str().unwrap();
+        assert!(
+            stdout(&list).contains(id),
+            "{id} not listed:\n{}",
+            stdout(&list)
+        );
+    }
+    let audit = infermark(n.root(), &["audit", merged.to_str().unwrap()]);
+    assert_eq!(audit.status.code(), Some(0), "{}", stdout(&audit));
+}
+
+#[test]
+fn the_nightly_workflow_plans_runs_by_matrix_and_collects() {
+    let wf = repo().join(".github/workflows/nightly.yml");
+    let text = std::fs::read_to_string(&wf).unwrap();
+    match Command::new("actionlint").arg(&wf).output() {
+        Ok(o) => assert!(
+            o.status.success(),
+            "actionlint: {}{}",
+            stdout(&o),
+            stderr(&o)
+        ),
+        Err(e) => eprintln!("skipping actionlint: not installed ({e}); .ci/setup installs it"),
+    }
+    let Some(docs) = yaml_documents(&text) else {
+        return;
+    };
+    let w = &docs[0];
+    let jobs = &w["jobs"];
+    for j in ["plan", "nightly", "collect"] {
+        assert!(jobs.get(j).is_some(), "job {j} missing");
+    }
+    assert_eq!(jobs["nightly"]["needs"], "plan");
+    assert!(
+        jobs["nightly"]["strategy"]["matrix"]
+            .as_str()
+            .unwrap()
+            .contains("fromJSON(needs.plan.outputs.matrix)")
+    );
+    assert_eq!(
+        jobs["nightly"]["runs-on"], "${{ matrix.runs-on }}",
+        "self-hosted runners labelled by hardware class"
+    );
+    let steps = |job: &str| -> String { jobs[job]["steps"].to_string() };
+    assert!(steps("plan").contains("plan --format github-matrix"));
+    assert!(steps("nightly").contains("nix run .#nightly -- --only ${{ matrix.group }}"));
+    assert!(steps("collect").contains("collect --into"));
+    assert!(steps("collect").contains("audit"));
+    // Every action is pinned by a full commit sha.
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:"))
+    {
+        let r = line.split("uses:").nth(1).unwrap().trim();
+        let sha = r
+            .split('@')
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        assert!(
+            sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "not pinned by commit: {line}"
+        );
+    }
+}
