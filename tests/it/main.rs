@@ -8,3 +8,4 @@ mod engine;
 mod llamacpp;
 mod run_cpu;
 mod support;
+mod verify;

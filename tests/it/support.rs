@@ -189,3 +189,11 @@ pub fn llama_engine() -> (String, String) {
         })
         .clone()
 }
+
+/// Serialises the heavy tests (the real llama.cpp engine): two at once on a
+/// two-core machine would measure each other. Recovers from a test that
+/// panicked while holding it.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
