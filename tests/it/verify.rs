@@ -447,3 +447,59 @@ fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced()
         .clone();
     assert_eq!(e2el["verdict"], "NOT REPRODUCED", "{v}");
 }
+
+#[test]
+fn a_pin_not_available_here_is_refused_before_measuring() {
+    // A process point whose executable and model are pinned to content
+    // this machine does not hold: the check names what is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "schema = 1\nname = \"x\"\n[hardware]\nclass = \"cpu\"\n[engine]\nkind = \"llamacpp\"\n\
+         runtime = \"process\"\ncommand = \"llama-server-not-here\"\ncommand-sha256 = \"{}\"\n\
+         [model]\nfile = \"m.gguf\"\nsha256 = \"{}\"\n[workload]\ninput-tokens = 8\n\
+         output-tokens = 4\n[load]\nconcurrency = [1]\n",
+        "a".repeat(64),
+        "b".repeat(64)
+    );
+    let file = dir.path().join("x.toml");
+    std::fs::write(&file, spec).unwrap();
+    let point = infermark::spec::load(&file)
+        .unwrap()
+        .points(&infermark::spec::NoPins)
+        .unwrap()
+        .remove(0);
+    let opts = infermark::engine::StartOptions {
+        label: "t".into(),
+        spec_dir: dir.path().to_path_buf(),
+        cache_dir: dir.path().join("cache"),
+        model_dirs: vec![],
+        model_cache: None,
+        log_path: dir.path().join("log"),
+        infermark_exe: PathBuf::from(env!("CARGO_BIN_EXE_infermark")),
+        registry_insecure_loopback: true,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(infermark::engine::check_pins_available(&point.spec, &opts))
+        .unwrap_err();
+    let e = infermark::verify::ReproduceError::PinUnavailable(e).to_string();
+    assert!(e.starts_with("pin not available here: "), "{e}");
+    assert!(e.contains("llama-server-not-here"), "{e}");
+    // A file where the store files that pin, with other content: refused
+    // by its sha256 rather than run.
+    let exe_dir = dir.path().join("cache/files").join("a".repeat(64));
+    std::fs::create_dir_all(&exe_dir).unwrap();
+    let exe = exe_dir.join("llama-server-not-here");
+    std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = rt
+        .block_on(infermark::engine::check_pins_available(&point.spec, &opts))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sha256"), "{e}");
+    assert!(e.contains("llama-server-not-here"), "{e}");
+}
