@@ -8,6 +8,7 @@ mod nightly_cmd;
 mod results_cmd;
 mod run_cmd;
 mod spec_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,9 @@ pub enum Command {
     Run(RunArgs),
     /// Check a run, a point or a results tree offline: hashes, ids, pins, summaries.
     Audit(AuditArgs),
+    /// Re-run a reported run's point here and judge whether its numbers
+    /// reproduce (exit 0 REPRODUCED, 5 NOT REPRODUCED, 6 INCONCLUSIVE).
+    Verify(VerifyArgs),
     /// The results index (SQLite, derived from the files).
     #[command(subcommand)]
     Index(IndexCommand),
@@ -209,6 +213,46 @@ pub struct RunArgs {
     /// from `infermark key generate`): writes `provenance.dsse.json`.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// A run directory (points/<id>/runs/<run-id>), a point directory or a
+    /// point id prefix (its newest completed run in `--results`).
+    pub target: String,
+    /// Re-runs to make [default: the point's `[verify] repeats`].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeats: Option<u32>,
+    /// The results tree: where a point id is looked up, and where the new
+    /// runs go when the target is an id [a run or point directory's own tree
+    /// otherwise].
+    #[arg(long = "results", value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Re-run even if this machine is not the point's hardware class; the
+    /// new runs record the override.
+    #[arg(long)]
+    pub allow_hardware_mismatch: bool,
+    /// Also look for model files (`model.file`) here.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Vec<PathBuf>,
+    /// Hugging Face cache mounted into containers for `model.repo` points.
+    #[arg(long, value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
+    /// Content-addressed cache of pinned files (`<dir>/files/<sha256>/<name>`)
+    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Directory that relative paths in the point (engine command, model
+    /// file, dataset) are resolved against [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub spec_dir: Option<PathBuf>,
+    /// Sign the new runs' statements and the verdict with this Ed25519 key.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// Require the reported run signed by one of these public keys before
+    /// anything is re-run (as `audit --trust`).
+    #[arg(long, value_name = "KEYFILE", num_args = 1..)]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -454,6 +498,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(a) => measure_cmd::calibrate(a),
         Command::Run(a) => run_cmd::run(a),
         Command::Audit(a) => results_cmd::audit(a),
+        Command::Verify(a) => verify_cmd::verify(a),
         Command::Index(c) => results_cmd::index(c),
         Command::Results(c) => results_cmd::results(c),
         Command::Key(c) => key_cmd::key(c),

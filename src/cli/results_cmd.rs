@@ -7,17 +7,22 @@ use crate::store::RunStatus;
 use crate::store::index::{self, Index, ListFilter};
 use crate::verify;
 
+/// The public keys of `--trust`, or `None` when none was given.
+pub(super) fn trusted_keys(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Option<Vec<crate::provenance::sign::TrustedKey>>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let keys = paths
+        .iter()
+        .map(|p| load_public_key(p).map_err(|e| InvalidInput(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(keys))
+}
+
 pub fn audit(a: AuditArgs) -> anyhow::Result<u8> {
-    let trust = if a.trust.is_empty() {
-        None
-    } else {
-        let keys = a
-            .trust
-            .iter()
-            .map(|p| load_public_key(p).map_err(|e| InvalidInput(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Some(keys)
-    };
+    let trust = trusted_keys(&a.trust)?;
     let report = verify::audit_with_trust(&a.path, trust.as_deref())?;
     print!("{}", report.render());
     Ok(if report.is_clean() {

@@ -304,10 +304,43 @@ pub async fn start(point: &PointSpec, opts: &StartOptions) -> Result<RunningEngi
     start_container(point, opts, rt, class.vendor).await
 }
 
-async fn start_process(
+/// Checks, before anything is measured, that every pin of `point` can be
+/// honoured here: a process engine's executable and model file are found
+/// (by the same lookup [`start`] uses) with the pinned sha256; a container's
+/// image is pinned by digest (the runtime pulls it by that digest when it is
+/// not present). Used by `verify`, which must not start a re-run it cannot
+/// make identical.
+pub async fn check_pins_available(
     point: &PointSpec,
     opts: &StartOptions,
-) -> Result<RunningEngine, EngineError> {
+) -> Result<(), EngineError> {
+    match point.engine.runtime {
+        Runtime::Process => process_files(point, opts).await.map(|_| ()),
+        _ => {
+            let image = point.engine.image.as_ref().ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "`engine.image`: missing; runtime `{}` needs an image",
+                    point.engine.runtime
+                ))
+            })?;
+            match image.digest {
+                Some(_) => Ok(()),
+                None => Err(EngineError::Unpinned {
+                    key: "engine.image".to_string(),
+                    reference: image.to_string(),
+                    fix: "the point must name its image by digest".to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// A process engine's executable and model file, found and checked
+/// against their pins (the sim is the harness itself: hashed, recorded).
+async fn process_files(
+    point: &PointSpec,
+    opts: &StartOptions,
+) -> Result<(FileFact, Option<FileFact>), EngineError> {
     let engine = &point.engine;
     let (exe_path, exe_sha) = if engine.kind == EngineKind::Sim {
         // The harness itself: nothing to pin it against, but recorded.
@@ -375,6 +408,16 @@ async fn start_process(
         }
         _ => None,
     };
+    Ok((executable, model_file))
+}
+
+async fn start_process(
+    point: &PointSpec,
+    opts: &StartOptions,
+) -> Result<RunningEngine, EngineError> {
+    let engine = &point.engine;
+    let (executable, model_file) = process_files(point, opts).await?;
+    let exe_path = executable.path.clone();
     let port = free_port()?;
     let command::ProcessPlan { argv, env } = command::process_plan(
         point,

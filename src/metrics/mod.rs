@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 
 pub use records_io::{read_records, read_summary, write_records, write_summary};
 pub use stats::LatencyStats;
-pub use summarize::summarize;
+pub use summarize::{RequestSample, request_samples, summarize};
 pub use summary::{SUMMARY_FORMAT, Summary};
 pub use table::render_table;
 pub use vllm::{VllmMeta, to_vllm_json};

@@ -147,6 +147,44 @@ pub fn summarize(records: &[RequestRecord], ctx: &SummaryContext) -> Summary {
     }
 }
 
+/// One completed measured request's latencies in ms, by the definitions
+/// [`summarize`] uses: what a resampling of requests (`verify`) draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestSample {
+    /// `None` when no token arrived.
+    pub ttft_ms: Option<f64>,
+    /// `None` unless `N_out > 1`.
+    pub tpot_ms: Option<f64>,
+    /// Each gap between successive token-bearing chunks (per-chunk ITL).
+    pub itl_ms: Vec<f64>,
+    pub e2el_ms: f64,
+}
+
+/// The per-request latencies of the completed measured requests, in
+/// request index order.
+pub fn request_samples(records: &[RequestRecord]) -> Vec<RequestSample> {
+    let mut measured: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| !r.warmup && r.error.is_none())
+        .collect();
+    measured.sort_by_key(|r| r.index);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    measured
+        .into_iter()
+        .map(|record| {
+            let lat = RequestLatency::of(record);
+            RequestSample {
+                ttft_ms: lat.ttft_ns.map(ms),
+                tpot_ms: lat
+                    .tpot
+                    .map(|(span, steps)| span as f64 / steps as f64 / 1e6),
+                itl_ms: token_gaps(record).map(|(gap, _)| ms(gap)).collect(),
+                e2el_ms: ms(lat.e2el_ns),
+            }
+        })
+        .collect()
+}
+
 /// First `sent_ns` → last `end_ns` over the measured requests.
 fn measurement_window(measured: &[&RequestRecord]) -> Option<(u64, u64)> {
     let start = measured.iter().map(|r| r.sent_ns).min()?;
@@ -296,6 +334,25 @@ mod tests {
 
     fn micros(d: u64) -> Duration {
         Duration::from_micros(d)
+    }
+
+    #[test]
+    fn request_samples_agree_with_the_summary() {
+        let records = fixtures::records();
+        let summary = fixture_summary();
+        let samples = request_samples(&records);
+        assert_eq!(samples.len() as u64, summary.counts.completed);
+        let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len() as f64;
+        let close = |a: f64, b: Option<f64>| (a - b.unwrap()).abs() < 1e-9;
+        let e2el = mean(samples.iter().map(|s| s.e2el_ms).collect());
+        assert!(close(e2el, summary.latency.e2el.mean_ms));
+        let ttft = mean(samples.iter().filter_map(|s| s.ttft_ms).collect());
+        assert!(close(ttft, summary.latency.ttft.mean_ms));
+        let tpot = mean(samples.iter().filter_map(|s| s.tpot_ms).collect());
+        assert!(close(tpot, summary.latency.tpot.mean_ms));
+        let itl: Vec<f64> = samples.iter().flat_map(|s| s.itl_ms.clone()).collect();
+        assert_eq!(itl.len() as u64, summary.latency.itl.count);
+        assert!(close(mean(itl), summary.latency.itl.mean_ms));
     }
 
     /// Asserts the figures a distribution must have, in ms.

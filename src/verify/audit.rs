@@ -34,6 +34,10 @@ use crate::store::{
     StoredRun, TMP_DIR,
 };
 
+/// Where `verify` keeps its verdicts inside a point directory; a verdict is
+/// a statement about runs, not a run, so the audit of runs passes it by.
+pub const VERDICTS_DIR: &str = "verdicts";
+
 /// The `format` of `environment.json` this build reads.
 pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
 
@@ -241,14 +245,15 @@ fn check_point(point_dir: &Path, whole: bool) -> (Option<Point>, Vec<Problem>) {
     if whole && let Ok(entries) = store::read_dir_sorted(point_dir) {
         for entry in entries {
             let name = store::file_name(&entry);
-            let expected =
-                name == POINT_FILE || ((name == RUNS_DIR || name == FAILED_DIR) && entry.is_dir());
+            let expected = name == POINT_FILE
+                || ((name == RUNS_DIR || name == FAILED_DIR || name == VERDICTS_DIR)
+                    && entry.is_dir());
             if !expected {
                 problems.push(Problem {
                     file: entry,
                     message: format!(
-                        "not part of a point directory (only {POINT_FILE}, {RUNS_DIR}/ and \
-                         {FAILED_DIR}/)"
+                        "not part of a point directory (only {POINT_FILE}, {RUNS_DIR}/, \
+                         {FAILED_DIR}/ and {VERDICTS_DIR}/)"
                     ),
                 });
             }

@@ -3,9 +3,14 @@
 //! [`audit`] needs no GPU and no network: it proves from the files alone
 //! that every number follows from raw data nobody altered, made by the
 //! pinned software on the claimed hardware (DESIGN "Verify and audit").
-//! Re-running a point to reproduce it (`verify` proper) builds on it.
+//! [`reproduce`] re-runs a reported point on this machine and judges, with
+//! the bootstrap of [`stats`], whether its numbers hold.
 
 pub mod audit;
+pub mod reproduce;
 pub mod signatures;
+pub mod stats;
 
 pub use audit::{AuditError, AuditReport, Problem, audit, audit_with_trust};
+pub use reproduce::{ReproduceError, VerdictStatement};
+pub use stats::Verdict;

@@ -12,3 +12,4 @@ mod run_checks;
 mod run_cpu;
 mod sign;
 mod support;
+mod verify;

@@ -19,13 +19,13 @@ fn sha256_of(path: &Path) -> String {
 /// A scratch world for one run: the experiment copied in (with `edit`
 /// applied), its own lockfiles, and a content-addressed cache holding the
 /// engine and the model by sha256.
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
-    experiment: PathBuf,
+    pub(crate) experiment: PathBuf,
 }
 
 impl World {
-    fn new(experiment: &str, edit: impl Fn(String) -> String) -> World {
+    pub(crate) fn new(experiment: &str, edit: impl Fn(String) -> String) -> World {
         let (server, model) = llama_engine();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -61,15 +61,15 @@ impl World {
         w
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn results(&self) -> PathBuf {
+    pub(crate) fn results(&self) -> PathBuf {
         self.root().join("results")
     }
 
-    fn infermark(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn infermark(&self, args: &[&str]) -> std::process::Output {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let lock_dir = self.root().join("lockfiles");
         if matches!(args.first(), Some(&"run") | Some(&"lock")) {
@@ -96,12 +96,12 @@ impl World {
         c
     }
 
-    fn run(&self, extra: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, extra: &[&str]) -> std::process::Output {
         self.run_command(extra).output().unwrap()
     }
 
     /// Directories `points/*/<kind>/*` of the results tree.
-    fn runs(&self, kind: &str) -> Vec<PathBuf> {
+    pub(crate) fn runs(&self, kind: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let Ok(points) = std::fs::read_dir(self.results().join("points")) else {
             return out;

@@ -1,0 +1,178 @@
+//! `infermark verify`: audit the reported run, re-run its point here, print
+//! the comparison and store the verdict statement; the exit code is the
+//! verdict's.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use super::measure_cmd::{Bar, progress_bar, runtime};
+use super::{InvalidInput, VerifyArgs, exit};
+use crate::loadgen::Progress;
+use crate::run::pipeline::{Observer, PointOutcome, RunOptions};
+use crate::spec::Point;
+use crate::verify::reproduce::{self, LoadedRun, Reported, ReproduceError, VerdictStatement};
+use crate::verify::stats::{Bootstrap, Verdict};
+use crate::verify::{self};
+
+pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
+    let default_results = std::path::PathBuf::from("results");
+    let lookup = a.results.clone().unwrap_or(default_results.clone());
+    let run = reproduce::locate(&a.target, &lookup).map_err(|e| match e {
+        ReproduceError::NotFound(m) => anyhow::Error::new(InvalidInput(m)),
+        other => other.into(),
+    })?;
+    eprintln!("verifying {}", run.dir.display());
+
+    // 1. The reported run must audit clean before anything is re-run.
+    let trust = super::results_cmd::trusted_keys(&a.trust)?;
+    let sign_key = super::run_cmd::checked_sign_key(a.sign_key.as_deref())?;
+    let report = verify::audit_with_trust(&run.dir, trust.as_deref())?;
+    if !report.is_clean() {
+        print!("{}", report.render());
+        eprintln!("error: the reported run does not audit clean; nothing was re-run");
+        return Ok(exit::AUDIT_FAILED);
+    }
+    let reported = Reported::load(&run)?;
+    let repeats = a.repeats.unwrap_or_else(|| reported.default_repeats());
+
+    // 2. New runs go where the reported run lives, unless told otherwise.
+    let results = match &a.results {
+        Some(r) => r.clone(),
+        None => reproduce::results_root(&run).unwrap_or(default_results),
+    };
+    let opts = RunOptions {
+        results,
+        lock_dir: None,
+        only_point: None,
+        allow_hardware_mismatch: a.allow_hardware_mismatch,
+        cache_dir: a
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::engine::default_cache_dir),
+        model_dirs: a.model_dir.clone(),
+        model_cache: a.model_cache.clone(),
+        registry_insecure_loopback: true,
+        infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
+        sign_key: sign_key.clone(),
+    };
+    let spec_dir = match &a.spec_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+
+    // 3. Re-run the identical point.
+    let printer = Printer {
+        bar: Mutex::new(None),
+    };
+    let rt = runtime()?;
+    let outcomes = rt.block_on(async {
+        let (tx, rx) = watch::channel(None::<String>);
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            let why = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            let _ = tx.send(Some(why.to_string()));
+        });
+        let r = reproduce::reproduce(&reported, repeats, &opts, &spec_dir, &printer, rx).await;
+        signals.abort();
+        r
+    });
+    crate::engine::kill_all_started();
+    let outcomes = outcomes?;
+    let mut new_runs = Vec::new();
+    for o in &outcomes {
+        if let PointOutcome::Completed { path, .. } = o {
+            new_runs.push(LoadedRun::load(path)?);
+        }
+    }
+    if new_runs.is_empty() {
+        anyhow::bail!(
+            "none of the {} re-run(s) completed; nothing to compare (see the failed runs above)",
+            outcomes.len()
+        );
+    }
+    if new_runs.len() < outcomes.len() {
+        eprintln!(
+            "warning: {} of {} re-runs failed; comparing the {} that completed",
+            outcomes.len() - new_runs.len(),
+            outcomes.len(),
+            new_runs.len()
+        );
+    }
+
+    // 4. Compare, list drift, store the verdict.
+    let bootstrap = Bootstrap::default();
+    let metrics = reproduce::compare_runs(&reported, &new_runs, &bootstrap);
+    let envs: Vec<(&str, &serde_json::Value)> = new_runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), &r.environment))
+        .collect();
+    let drift = reproduce::drift(&reported.run.environment, &envs);
+    let now = SystemTime::now();
+    let statement = VerdictStatement::new(&reported, &new_runs, metrics, bootstrap, drift, now);
+    let path = reproduce::write_verdict(&reported.point_dir, &statement, now)?;
+    print!("{}", reproduce::render(&statement));
+    println!("verdict written to {}", path.display());
+    if let Some(key) = &sign_key {
+        let signer = crate::provenance::sign::Signer::load(key)?;
+        let envelope = crate::provenance::sign::sign_statement_file(&path, &signer)?;
+        println!("verdict signed: {}", envelope.display());
+    }
+    Ok(match statement.verdict() {
+        Verdict::Reproduced => exit::OK,
+        Verdict::NotReproduced => exit::NOT_REPRODUCED,
+        Verdict::Inconclusive => exit::INCONCLUSIVE,
+    })
+}
+
+/// Engine starts and a progress bar per re-run, on stderr.
+struct Printer {
+    bar: Mutex<Option<Arc<Bar>>>,
+}
+
+impl Observer for Printer {
+    fn engine_starting(&self, what: &str) {
+        eprintln!("starting {what}");
+    }
+
+    fn point_starting(&self, point: &Point, requests: usize) -> Option<Arc<dyn Progress>> {
+        eprintln!(
+            "re-running point {} ({}): {requests} requests",
+            point.short_id(),
+            point.spec.load.label()
+        );
+        let bar = progress_bar(point, requests);
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar.clone());
+        }
+        Some(bar)
+    }
+
+    fn point_done(&self, outcome: &PointOutcome) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish();
+        }
+        match outcome {
+            PointOutcome::Completed { path, .. } => eprintln!("wrote {}", path.display()),
+            PointOutcome::Failed { reason, path, .. } => {
+                eprintln!("re-run FAILED: {reason}");
+                if let Some(p) = path {
+                    eprintln!("recorded as failed in {}", p.display());
+                }
+            }
+        }
+    }
+}

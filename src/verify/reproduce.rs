@@ -1,0 +1,767 @@
+//! `verify` proper: re-measure a reported run's point on this machine and
+//! judge, with the statistics of [`super::stats`], whether its numbers hold.
+//!
+//! The steps, each refusing early rather than measuring something that
+//! cannot be compared: find the reported run ([`locate`]); the caller
+//! audits it; read it ([`Reported::load`]); check this machine fits the
+//! point's hardware class and that every pin is available here, then run
+//! the identical point `repeats` times through the normal pipeline
+//! ([`reproduce`]), so the new runs are ordinary, audited-as-usual results;
+//! compare ([`compare_runs`]); list what differs between the reported and
+//! the new environments ([`drift`]) — drift is shown, never hidden; and
+//! store the verdict as an in-toto statement ([`VerdictStatement`],
+//! [`write_verdict`]).
+//!
+//! The verdict's predicate is modelled on SLSA's Verification Summary
+//! Attestation v1 (`https://slsa.dev/verification_summary/v1`): `verifier`,
+//! `time_verified`, `resource_uri`, `policy`, `input_attestations` and
+//! `verification_result` play the roles of the VSA fields of the same
+//! names (in this crate's snake_case); the result is a reproduction verdict
+//! rather than a SLSA level, so the predicate has its own versioned type.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::audit::VERDICTS_DIR;
+use super::stats::{self, Bootstrap, METRICS, MetricResult, Verdict};
+use crate::engine::{self, EngineError, StartOptions};
+use crate::metrics::{self, MetricsError, RequestSample, Summary};
+use crate::probe::{self, Harness};
+use crate::provenance::{
+    DigestSet, POINT_FILE, STATEMENT_FILE, STATEMENT_TYPE, Subject, rfc3339, sha256_file,
+};
+use crate::run::RunError;
+use crate::run::pipeline::{self, Observer, PlannedPoint, PointOutcome, RunOptions};
+use crate::spec::{Point, VerifyMetric};
+use crate::store::{self, POINTS_DIR, RUNS_DIR, RunStatus, StoreError, StoredRun};
+
+/// The predicate type of a verdict statement.
+pub const VERDICT_PREDICATE_TYPE: &str = "https://infermark.dev/verification/v1";
+/// A verdict's file in `points/<id>/verdicts/<verdict-id>/`.
+pub const VERDICT_FILE: &str = "verdict.json";
+/// Who verified, in the VSA's `verifier.id` sense.
+pub const VERIFIER_ID: &str = "https://infermark.dev/verify";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReproduceError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("failed to write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("this machine does not fit the point's hardware class: {0}")]
+    Hardware(String),
+    #[error("pin not available here: {0}")]
+    PinUnavailable(#[source] EngineError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Finds the reported run: `target` is a run directory, a point directory
+/// (its newest completed run) or a point id prefix looked up in `results`.
+pub fn locate(target: &str, results: &Path) -> Result<StoredRun, ReproduceError> {
+    let path = Path::new(target);
+    if path.is_dir() {
+        if path.join(STATEMENT_FILE).is_file() {
+            let kind = path.parent().filter(|k| store::file_name(k) == RUNS_DIR);
+            if let Some(point_dir) = kind.and_then(Path::parent) {
+                return Ok(StoredRun {
+                    point_dir: point_dir.to_path_buf(),
+                    dir: path.to_path_buf(),
+                    run_id: store::file_name(path),
+                    status: RunStatus::Completed,
+                });
+            }
+        }
+        if path.join(POINT_FILE).is_file() {
+            return newest_completed(path);
+        }
+        return Err(ReproduceError::NotFound(format!(
+            "{}: not a completed run directory (points/<id>/runs/<run-id> with a \
+             {STATEMENT_FILE}) nor a point directory (with a {POINT_FILE})",
+            path.display()
+        )));
+    }
+    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ReproduceError::NotFound(format!(
+            "`{target}`: no such directory, and not a point id (hex digits)"
+        )));
+    }
+    let points = results.join(POINTS_DIR);
+    let prefix = target.to_ascii_lowercase();
+    let matching: Vec<PathBuf> = if points.is_dir() {
+        store::read_dir_sorted(&points)?
+            .into_iter()
+            .filter(|p| p.is_dir() && store::file_name(p).starts_with(&prefix))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match matching.as_slice() {
+        [one] => newest_completed(one),
+        [] => Err(ReproduceError::NotFound(format!(
+            "no point id starts with `{target}` in {}; pass a run directory or `--results DIR`",
+            results.display()
+        ))),
+        many => Err(ReproduceError::NotFound(format!(
+            "`{target}` is ambiguous in {}: {} points start with it; give more digits",
+            results.display(),
+            many.len()
+        ))),
+    }
+}
+
+fn newest_completed(point_dir: &Path) -> Result<StoredRun, ReproduceError> {
+    store::runs_of_point(point_dir)?
+        .into_iter()
+        .filter(|r| r.status == RunStatus::Completed)
+        .max_by(|a, b| a.run_id.cmp(&b.run_id))
+        .ok_or_else(|| {
+            ReproduceError::NotFound(format!(
+                "{}: the point has no completed run to verify",
+                point_dir.display()
+            ))
+        })
+}
+
+/// The results tree a run belongs to (`<root>/points/<id>/runs/<run>`).
+pub fn results_root(run: &StoredRun) -> Option<PathBuf> {
+    Some(run.point_dir.parent()?.parent()?.to_path_buf())
+}
+
+/// A stored run, as the comparison needs it.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub run_id: String,
+    pub dir: PathBuf,
+    /// sha256 of its `provenance.json`.
+    pub statement_sha256: String,
+    pub summary: Summary,
+    pub requests: Vec<RequestSample>,
+    pub environment: Value,
+}
+
+impl LoadedRun {
+    pub fn load(dir: &Path) -> Result<LoadedRun, ReproduceError> {
+        let statement = dir.join(STATEMENT_FILE);
+        let (statement_sha256, _) =
+            sha256_file(&statement).map_err(|source| ReproduceError::Read {
+                path: statement.clone(),
+                source,
+            })?;
+        let summary = metrics::read_summary(&dir.join("summary.json"))?;
+        let records = metrics::read_records(&dir.join("requests.jsonl"))?;
+        let env_path = dir.join("environment.json");
+        let text = std::fs::read_to_string(&env_path).map_err(|source| ReproduceError::Read {
+            path: env_path.clone(),
+            source,
+        })?;
+        let environment = serde_json::from_str(&text).map_err(|e| ReproduceError::Invalid {
+            path: env_path.clone(),
+            message: format!("not JSON: {e}"),
+        })?;
+        Ok(LoadedRun {
+            run_id: store::file_name(dir),
+            dir: dir.to_path_buf(),
+            statement_sha256,
+            summary,
+            requests: metrics::request_samples(&records),
+            environment,
+        })
+    }
+}
+
+/// The run being verified and its point.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub point: Point,
+    pub run: LoadedRun,
+    pub point_dir: PathBuf,
+}
+
+impl Reported {
+    /// Reads an (audited) run and its point from `point.json`.
+    pub fn load(run: &StoredRun) -> Result<Reported, ReproduceError> {
+        let path = run.point_dir.join(POINT_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| ReproduceError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let point = Point::from_canonical(&bytes)
+            .map_err(|message| ReproduceError::Invalid { path, message })?;
+        Ok(Reported {
+            point,
+            run: LoadedRun::load(&run.dir)?,
+            point_dir: run.point_dir.clone(),
+        })
+    }
+
+    /// The repeats the point's `[verify]` section asks for.
+    pub fn default_repeats(&self) -> u32 {
+        self.point.spec.verify.repeats.max(1)
+    }
+}
+
+/// Checks this machine fits the point and its pins are available, then
+/// runs the identical point `repeats` times (one engine start) into
+/// `opts.results`. Relative paths of the point resolve against `spec_dir`.
+pub async fn reproduce(
+    reported: &Reported,
+    repeats: u32,
+    opts: &RunOptions,
+    spec_dir: &Path,
+    observer: &dyn Observer,
+    shutdown: watch::Receiver<Option<String>>,
+) -> Result<Vec<PointOutcome>, ReproduceError> {
+    let spec = &reported.point.spec;
+    probe::fit(
+        &probe::gpus(),
+        &spec.hardware.class,
+        spec.hardware.gpus,
+        opts.allow_hardware_mismatch,
+    )
+    .map_err(|e| ReproduceError::Hardware(e.to_string()))?;
+    let check = StartOptions {
+        label: "verify-pins".to_string(),
+        spec_dir: spec_dir.to_path_buf(),
+        cache_dir: opts.cache_dir.clone(),
+        model_dirs: opts.model_dirs.clone(),
+        model_cache: opts.model_cache.clone(),
+        log_path: opts.results.join(".tmp").join("verify-pins.log"),
+        infermark_exe: opts.infermark_exe.clone(),
+        registry_insecure_loopback: opts.registry_insecure_loopback,
+    };
+    engine::check_pins_available(spec, &check)
+        .await
+        .map_err(ReproduceError::PinUnavailable)?;
+    // The pipeline takes a point's directory from its experiment file's.
+    let planned = PlannedPoint {
+        point: reported.point.clone(),
+        experiment: spec_dir.join(POINT_FILE),
+    };
+    let planned = vec![planned; repeats.max(1) as usize];
+    Ok(pipeline::run_points(planned, opts, observer, shutdown).await?)
+}
+
+/// The value of `metric` in a summary, as reported.
+fn summary_value(s: &Summary, metric: VerifyMetric) -> Option<f64> {
+    let l = &s.latency;
+    match metric {
+        VerifyMetric::OutputThroughput => s.throughput.output_tokens_per_s,
+        VerifyMetric::RequestThroughput => s.throughput.requests_per_s,
+        VerifyMetric::MedianTtft => l.ttft.p50_ms,
+        VerifyMetric::P99Ttft => l.ttft.p99_ms,
+        VerifyMetric::MedianTpot => l.tpot.p50_ms,
+        VerifyMetric::MedianItl => l.itl.p50_ms,
+        VerifyMetric::MedianE2el => l.e2el.p50_ms,
+    }
+}
+
+/// Compares every metric of the reported run with the new runs.
+pub fn compare_runs(reported: &Reported, new: &[LoadedRun], b: &Bootstrap) -> Vec<MetricResult> {
+    let pooled: Vec<RequestSample> = new.iter().flat_map(|r| r.requests.clone()).collect();
+    METRICS
+        .iter()
+        .map(|&metric| {
+            let per_run: Vec<f64> = new
+                .iter()
+                .filter_map(|r| summary_value(&r.summary, metric))
+                .collect();
+            stats::compare(
+                metric,
+                summary_value(&reported.run.summary, metric),
+                &per_run,
+                &pooled,
+                stats::band(&reported.point.spec.verify, metric),
+                b,
+            )
+        })
+        .collect()
+}
+
+/// One environment fact that differs between the reported run and new ones.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    /// Dotted path in `environment.json`, e.g. `host.kernel`.
+    pub field: String,
+    pub reported: Value,
+    pub observed: Value,
+    /// The new runs that observed it.
+    pub runs: Vec<String>,
+}
+
+/// The facts compared for drift (JSON pointers into `environment.json`):
+/// what can change a number while the point stays the same.
+pub const DRIFT_FIELDS: [&str; 13] = [
+    "/harness/version",
+    "/harness/commit",
+    "/host/os",
+    "/host/kernel",
+    "/host/arch",
+    "/host/cpu_model",
+    "/host/cpu_count",
+    "/gpus/driver_version",
+    "/gpus/cuda_driver_version",
+    "/engine/executable/sha256",
+    "/engine/model_file/sha256",
+    "/engine/image/digest",
+    "/engine/image/runtime_version",
+];
+
+/// Every drift field whose value in a new run differs from the reported
+/// run's, once per distinct (field, observed value), naming the runs.
+pub fn drift(reported: &Value, new: &[(&str, &Value)]) -> Vec<Drift> {
+    let mut out: Vec<Drift> = Vec::new();
+    for pointer in DRIFT_FIELDS {
+        let was = reported.pointer(pointer).cloned().unwrap_or(Value::Null);
+        for (run_id, env) in new {
+            let now = env.pointer(pointer).cloned().unwrap_or(Value::Null);
+            if now == was {
+                continue;
+            }
+            let field = pointer.trim_start_matches('/').replace('/', ".");
+            match out
+                .iter_mut()
+                .find(|d| d.field == field && d.observed == now)
+            {
+                Some(d) => d.runs.push(run_id.to_string()),
+                None => out.push(Drift {
+                    field,
+                    reported: was.clone(),
+                    observed: now,
+                    runs: vec![run_id.to_string()],
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// A statement reference: where, and the sha256 of what was there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attestation {
+    /// Path relative to the results root.
+    pub uri: String,
+    pub digest: DigestSet,
+}
+
+/// A new run made by the verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reproduction {
+    pub run_id: String,
+    /// Its `provenance.json`, relative to the results root.
+    pub uri: String,
+    pub digest: DigestSet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verifier {
+    pub id: String,
+    pub version: BTreeMap<String, String>,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    pub repeats: usize,
+    pub bootstrap: Bootstrap,
+    /// Relative tolerance per metric: REPRODUCED needs the ratio's interval
+    /// inside `[1 − band, 1 + band]`.
+    pub bands: BTreeMap<String, f64>,
+}
+
+/// The verification summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictPredicate {
+    pub verifier: Verifier,
+    pub time_verified: String,
+    pub point_id: String,
+    /// The reported run's directory, relative to the results root.
+    pub resource_uri: String,
+    /// The reported run's statement.
+    pub input_attestations: Vec<Attestation>,
+    pub reproductions: Vec<Reproduction>,
+    pub policy: Policy,
+    pub metrics: Vec<MetricResult>,
+    pub drift: Vec<Drift>,
+    pub verification_result: Verdict,
+}
+
+/// An in-toto Statement v1 whose subject is the reported run's statement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictStatement {
+    #[serde(rename = "_type")]
+    pub statement_type: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: VerdictPredicate,
+}
+
+fn relative(run_dir: &Path, point_id: &str) -> String {
+    format!(
+        "{POINTS_DIR}/{point_id}/{RUNS_DIR}/{}",
+        store::file_name(run_dir)
+    )
+}
+
+impl VerdictStatement {
+    pub fn new(
+        reported: &Reported,
+        new: &[LoadedRun],
+        metrics: Vec<MetricResult>,
+        bootstrap: Bootstrap,
+        drift: Vec<Drift>,
+        verified_at: SystemTime,
+    ) -> VerdictStatement {
+        let id = reported.point.id();
+        let resource = relative(&reported.run.dir, id);
+        let statement_uri = format!("{resource}/{STATEMENT_FILE}");
+        let digest = DigestSet {
+            sha256: reported.run.statement_sha256.clone(),
+        };
+        let harness = Harness::current();
+        let overall = stats::overall(metrics.iter().filter_map(|m| m.verdict));
+        let bands = metrics.iter().map(|m| (m.metric.clone(), m.band)).collect();
+        VerdictStatement {
+            statement_type: STATEMENT_TYPE.to_string(),
+            subject: vec![Subject {
+                name: statement_uri.clone(),
+                digest: digest.clone(),
+            }],
+            predicate_type: VERDICT_PREDICATE_TYPE.to_string(),
+            predicate: VerdictPredicate {
+                verifier: Verifier {
+                    id: VERIFIER_ID.to_string(),
+                    version: BTreeMap::from([("infermark".to_string(), harness.version)]),
+                    commit: harness.commit,
+                },
+                time_verified: rfc3339(verified_at),
+                point_id: id.to_string(),
+                resource_uri: resource,
+                input_attestations: vec![Attestation {
+                    uri: statement_uri,
+                    digest,
+                }],
+                reproductions: new
+                    .iter()
+                    .map(|r| Reproduction {
+                        run_id: r.run_id.clone(),
+                        uri: format!("{}/{STATEMENT_FILE}", relative(&r.dir, id)),
+                        digest: DigestSet {
+                            sha256: r.statement_sha256.clone(),
+                        },
+                    })
+                    .collect(),
+                policy: Policy {
+                    repeats: new.len(),
+                    bootstrap,
+                    bands,
+                },
+                metrics,
+                drift,
+                verification_result: overall,
+            },
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        self.predicate.verification_result
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        // Only strings, finite numbers and maps of them: cannot fail.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// Writes `points/<id>/verdicts/<verdict-id>/verdict.json` (temporary file
+/// then rename, so a reader never sees half of it). Returns its path.
+pub fn write_verdict(
+    point_dir: &Path,
+    statement: &VerdictStatement,
+    at: SystemTime,
+) -> Result<PathBuf, ReproduceError> {
+    let verdicts = point_dir.join(VERDICTS_DIR);
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReproduceError::Write { path, source }
+    };
+    let mut dir = verdicts.join(store::new_run_id(at));
+    for _ in 0..8 {
+        std::fs::create_dir_all(&verdicts).map_err(write_err(&verdicts))?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir = verdicts.join(store::new_run_id(at));
+            }
+            Err(source) => return Err(ReproduceError::Write { path: dir, source }),
+        }
+    }
+    let path = dir.join(VERDICT_FILE);
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err(&path))?;
+    tmp.write_all(statement.to_json().as_bytes())
+        .map_err(write_err(&path))?;
+    tmp.as_file().sync_all().map_err(write_err(&path))?;
+    tmp.persist_noclobber(&path)
+        .map_err(|e| ReproduceError::Write {
+            path: path.clone(),
+            source: e.error,
+        })?;
+    Ok(path)
+}
+
+fn fmt_value(v: Option<f64>, unit: &str) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(v) if unit == "req/s" => format!("{v:.3} {unit}"),
+        Some(v) => format!("{v:.2} {unit}"),
+    }
+}
+
+/// The verdict as a table (metric, reported, re-measured, ratio, interval,
+/// band, verdict), the overall line, notes and drift.
+pub fn render(statement: &VerdictStatement) -> String {
+    let p = &statement.predicate;
+    let conf = (p.policy.bootstrap.confidence * 100.0).round();
+    let header = vec![
+        "metric".to_string(),
+        "reported".to_string(),
+        "re-measured".to_string(),
+        "ratio".to_string(),
+        format!("{conf}% interval"),
+        "band".to_string(),
+        "verdict".to_string(),
+    ];
+    let mut rows = vec![header];
+    for m in &p.metrics {
+        rows.push(vec![
+            m.metric.clone(),
+            fmt_value(m.reported, &m.unit),
+            fmt_value(m.remeasured, &m.unit),
+            m.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            m.interval
+                .map_or("-".into(), |i| format!("[{:.3}, {:.3}]", i.lo, i.hi)),
+            format!("±{}%", (m.band * 1000.0).round() / 10.0),
+            m.verdict.map_or("n/a".into(), |v| v.to_string()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    let requests = p.metrics.iter().find(|m| m.resampled == "requests");
+    let _ = writeln!(
+        out,
+        "overall: {} ({} repeat(s), {} request(s); {} bootstrap, B = {}, seed {:#x})",
+        p.verification_result,
+        p.policy.repeats,
+        requests.map_or(0, |m| m.n),
+        p.policy.bootstrap.method,
+        p.policy.bootstrap.resamples,
+        p.policy.bootstrap.seed,
+    );
+    for m in &p.metrics {
+        if let Some(note) = &m.note {
+            let _ = writeln!(out, "note: {}: {note}", m.metric);
+        }
+    }
+    if p.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "drift: none (the environments agree on every fact compared)"
+        );
+    } else {
+        let _ = writeln!(out, "drift (reported → re-measured):");
+        for d in &p.drift {
+            let _ = writeln!(
+                out,
+                "  {}: {} → {} (in {})",
+                d.field,
+                d.reported,
+                d.observed,
+                d.runs.join(", ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(kernel: &str, exe: &str, driver: Option<&str>) -> Value {
+        json!({
+            "format": "infermark.environment.v1",
+            "harness": { "version": "0.1.0", "commit": "abc" },
+            "host": { "os": "Debian GNU/Linux 12 (bookworm)", "kernel": kernel,
+                      "arch": "x86_64", "cpu_model": "Some CPU", "cpu_count": 2 },
+            "gpus": { "status": "absent", "driver_version": driver, "cuda_driver_version": null },
+            "engine": { "executable": { "path": "/x", "sha256": exe }, "model_file": null, "image": null }
+        })
+    }
+
+    #[test]
+    fn drift_lists_every_difference_once_with_its_runs() {
+        let reported = env("6.1.0-1", "aa", None);
+        let same = env("6.1.0-1", "aa", None);
+        let a = env("6.1.0-2", "aa", Some("550.1"));
+        let b = env("6.1.0-2", "bb", None);
+        let found = drift(&reported, &[("r1", &same), ("r2", &a), ("r3", &b)]);
+        let fields: Vec<(&str, String, Vec<String>)> = found
+            .iter()
+            .map(|d| (d.field.as_str(), d.observed.to_string(), d.runs.clone()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                (
+                    "host.kernel",
+                    "\"6.1.0-2\"".to_string(),
+                    vec!["r2".into(), "r3".into()]
+                ),
+                (
+                    "gpus.driver_version",
+                    "\"550.1\"".to_string(),
+                    vec!["r2".into()]
+                ),
+                (
+                    "engine.executable.sha256",
+                    "\"bb\"".to_string(),
+                    vec!["r3".into()]
+                ),
+            ]
+        );
+        assert_eq!(found[0].reported, json!("6.1.0-1"));
+        assert!(drift(&reported, &[("r1", &same)]).is_empty());
+    }
+
+    /// A verdict built from fixed numbers (no runs): the table's layout.
+    fn fixed_statement() -> VerdictStatement {
+        let m = |metric: &str, unit: &str, rep: f64, new: f64, lo: f64, hi: f64, band: f64| {
+            let ratio = new / rep;
+            let interval = stats::Interval { lo, hi };
+            MetricResult {
+                metric: metric.into(),
+                unit: unit.into(),
+                reported: Some(rep),
+                remeasured: Some(new),
+                ratio: Some(ratio),
+                interval: Some(interval),
+                band,
+                resampled: if unit == "ms" { "requests" } else { "repeats" }.into(),
+                n: if unit == "ms" { 96 } else { 1 },
+                verdict: Some(stats::judge(interval, band)),
+                note: (unit != "ms").then(|| {
+                    "one repeat: the interval is a single value, not a confidence interval"
+                        .to_string()
+                }),
+            }
+        };
+        let metrics = vec![
+            m(
+                "output-throughput",
+                "tok/s",
+                300.0,
+                290.0,
+                0.9667,
+                0.9667,
+                0.05,
+            ),
+            m("request-throughput", "req/s", 10.0, 9.7, 0.97, 0.97, 0.05),
+            m("median-ttft", "ms", 50.0, 56.0, 1.09, 1.13, 0.10),
+            m("p99-ttft", "ms", 60.0, 80.0, 1.25, 1.4, 0.10),
+            m("median-tpot", "ms", 10.0, 10.1, 1.0, 1.02, 0.10),
+            m("median-itl", "ms", 10.0, 10.0, 0.99, 1.01, 0.10),
+            MetricResult {
+                reported: None,
+                remeasured: None,
+                ratio: None,
+                interval: None,
+                verdict: None,
+                note: Some("neither run has this metric".into()),
+                ..m("median-e2el", "ms", 1.0, 1.0, 1.0, 1.0, 0.10)
+            },
+        ];
+        let overall = stats::overall(metrics.iter().filter_map(|m| m.verdict));
+        VerdictStatement {
+            statement_type: STATEMENT_TYPE.into(),
+            subject: vec![],
+            predicate_type: VERDICT_PREDICATE_TYPE.into(),
+            predicate: VerdictPredicate {
+                verifier: Verifier {
+                    id: VERIFIER_ID.into(),
+                    version: BTreeMap::new(),
+                    commit: "c".into(),
+                },
+                time_verified: "2026-01-01T00:00:00.000Z".into(),
+                point_id: "p".into(),
+                resource_uri: "points/p/runs/r".into(),
+                input_attestations: vec![],
+                reproductions: vec![],
+                policy: Policy {
+                    repeats: 1,
+                    bootstrap: Bootstrap::default(),
+                    bands: BTreeMap::new(),
+                },
+                metrics,
+                drift: vec![Drift {
+                    field: "host.kernel".into(),
+                    reported: json!("6.1.0-1"),
+                    observed: json!("6.1.0-2"),
+                    runs: vec!["20260101T000000Z-00000000".into()],
+                }],
+                verification_result: overall,
+            },
+        }
+    }
+
+    #[test]
+    fn the_verdict_table_reads_as_documented() {
+        let s = fixed_statement();
+        assert_eq!(s.verdict(), Verdict::NotReproduced);
+        insta::assert_snapshot!(render(&s));
+    }
+
+    #[test]
+    fn a_point_id_prefix_that_is_not_hex_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = locate("zz-not-there", dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a point id"), "{e}");
+        let e = locate("abc", dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no point id starts with `abc`"), "{e}");
+    }
+}
