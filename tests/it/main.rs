@@ -6,5 +6,6 @@ mod cli_spec;
 mod containers;
 mod engine;
 mod llamacpp;
+mod nix;
 mod run_cpu;
 mod support;

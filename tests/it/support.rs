@@ -189,3 +189,13 @@ pub fn llama_engine() -> (String, String) {
         })
         .clone()
 }
+
+/// Serializes the heavy tests (a real engine, a release build): on a
+/// two-core machine they would otherwise slow each other past their time
+/// bounds. A test that panicked while holding it does not block the rest.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

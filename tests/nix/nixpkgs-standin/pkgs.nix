@@ -147,7 +147,8 @@ let
           else
             throw "stand-in nixpkgs: ${fn} needs name, or pname and version"
         );
-      drv = derivation (
+      # As in nixpkgs, a bad meta fails the derivation's evaluation.
+      drv = builtins.seq meta derivation (
         removeAttrs args [
           "meta"
           "passthru"
@@ -157,6 +158,8 @@ let
         // extra
         // {
           inherit name system;
+          # stdenv always names its outputs; `nix develop` relies on it.
+          outputs = [ "out" ];
           builder = bash;
           args = [
             "-e"
@@ -458,6 +461,8 @@ let
       "rm"
       "sha256sum"
     ];
+    # `nix develop` starts its shell from nixpkgs' bashInteractive.
+    bashInteractive = hostTool "bash-interactive" [ "bash" ];
     unzip = hostTool "unzip" [ "unzip" ];
     git = hostTool "git" [ "git" ];
     pkg-config = hostTool "pkg-config" [ "pkg-config" ];
