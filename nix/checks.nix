@@ -36,6 +36,7 @@ in
   };
 
   fmt = runCommand "infermark-fmt" { nativeBuildInputs = [ cargo rustfmt ]; } ''
+    export HOME="$TMPDIR"
     cd ${source.src}
     cargo fmt --check
     touch "$out"

@@ -325,10 +325,17 @@ fn flake_wiring_against_the_standin_nixpkgs() {
 
     // Every output evaluates; apps point into the store; no build.
     fx.nix_ok(&["flake", "check", "--no-build"], 2 * minute);
-    // The fmt check builds for real (cargo fmt --check on the filtered source).
+    // The fmt and clippy checks build for real (cargo fmt --check, cargo
+    // clippy -D warnings, on the filtered source). The unit-test check is
+    // only evaluated: a release build of the test harness is minutes more.
     fx.nix_ok(
-        &["build", "--no-link", ".#checks.x86_64-linux.fmt"],
-        2 * minute,
+        &[
+            "build",
+            "--no-link",
+            ".#checks.x86_64-linux.fmt",
+            ".#checks.x86_64-linux.clippy",
+        ],
+        10 * minute,
     );
 
     // A real release build; the binary names the flake's revision.
