@@ -379,6 +379,47 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         );
     }
 
+    // What the wrapper placed is what infermark finds: the flake's harness
+    // runs the CPU experiment with no llama-server on PATH and no model next
+    // to the spec, both found through the cache by their pins.
+    let results = fx.cache.parent().unwrap().join("results");
+    let ran = fx.nix_ok(
+        &[
+            "run",
+            ".#default",
+            "--",
+            "run",
+            "experiments/cpu/llamacpp-smollm2.toml",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        5 * minute,
+    );
+    let mut environments = Vec::new();
+    for point in fs::read_dir(results.join("points")).unwrap() {
+        for run in fs::read_dir(point.unwrap().path().join("runs")).unwrap() {
+            environments.push(run.unwrap().path().join("environment.json"));
+        }
+    }
+    assert_eq!(
+        environments.len(),
+        2,
+        "two points run: {}",
+        support::stderr(&ran)
+    );
+    for path in environments {
+        let env: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).expect("environment.json");
+        for key in ["executable", "model_file"] {
+            let found = env["engine"][key]["path"].as_str().unwrap_or_default();
+            assert!(
+                found.starts_with(fx.cache.to_str().unwrap()),
+                "engine.{key} {found} is not the one placed in the cache"
+            );
+        }
+        assert_eq!(env["harness"]["commit"], fx.rev.as_str());
+    }
+
     // The dev shell: its tools come from the package set, in the store.
     let tools = [
         "cargo",
