@@ -293,6 +293,7 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         fx.relock
     );
     let show = fx.nix_ok(&["flake", "show", "--json"], 2 * minute);
+    eprintln!("nix: flake show done at {:?}", started.elapsed());
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("flake show --json");
     for path in [
         "/packages/x86_64-linux/default",
@@ -325,6 +326,10 @@ fn flake_wiring_against_the_standin_nixpkgs() {
 
     // Every output evaluates; apps point into the store; no build.
     fx.nix_ok(&["flake", "check", "--no-build"], 2 * minute);
+    eprintln!(
+        "nix: flake check --no-build done at {:?}",
+        started.elapsed()
+    );
     // The fmt and clippy checks build for real (cargo fmt --check, cargo
     // clippy -D warnings, on the filtered source). The unit-test check is
     // only evaluated: a release build of the test harness is minutes more.
@@ -339,6 +344,7 @@ fn flake_wiring_against_the_standin_nixpkgs() {
     );
 
     // A real release build; the binary names the flake's revision.
+    eprintln!("nix: fmt and clippy checks done at {:?}", started.elapsed());
     let version = fx.nix_ok(&["run", ".#default", "--", "--version"], 20 * minute);
     assert_eq!(
         support::stdout(&version).trim(),
@@ -346,6 +352,10 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         "the binary built by the flake does not embed the flake's revision"
     );
 
+    eprintln!(
+        "nix: nix run .#default -- --version done at {:?}",
+        started.elapsed()
+    );
     // The nightly wrapper places the engine and the model in infermark's
     // content-addressed cache, then runs `infermark nightly`.
     let nightly = fx.nix(&["run", ".#nightly", "--", "--help"], 10 * minute);
@@ -379,17 +389,31 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         );
     }
 
+    eprintln!("nix: nix run .#nightly done at {:?}", started.elapsed());
     // What the wrapper placed is what infermark finds: the flake's harness
     // runs the CPU experiment with no llama-server on PATH and no model next
     // to the spec, both found through the cache by their pins.
-    let results = fx.cache.parent().unwrap().join("results");
+    // One point of it (concurrency 1), from a directory with no model file.
+    let scratch = fx.cache.parent().unwrap();
+    let results = scratch.join("results");
+    let spec = fs::read_to_string(fx.flake.join("experiments/cpu/llamacpp-smollm2.toml")).unwrap();
+    assert!(spec.contains("concurrency = [1, 4]"), "{spec}");
+    let spec_path = scratch.join("llamacpp-smollm2-c1.toml");
+    fs::write(
+        &spec_path,
+        spec.replace("concurrency = [1, 4]", "concurrency = [1]"),
+    )
+    .unwrap();
+    let lock_dir = fx.flake.join("lockfiles");
     let ran = fx.nix_ok(
         &[
             "run",
             ".#default",
             "--",
             "run",
-            "experiments/cpu/llamacpp-smollm2.toml",
+            spec_path.to_str().unwrap(),
+            "--lock-dir",
+            lock_dir.to_str().unwrap(),
             "--results",
             results.to_str().unwrap(),
         ],
@@ -403,8 +427,8 @@ fn flake_wiring_against_the_standin_nixpkgs() {
     }
     assert_eq!(
         environments.len(),
-        2,
-        "two points run: {}",
+        1,
+        "one point run: {}",
         support::stderr(&ran)
     );
     for path in environments {
@@ -420,6 +444,10 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         assert_eq!(env["harness"]["commit"], fx.rev.as_str());
     }
 
+    eprintln!(
+        "nix: infermark run through the cache done at {:?}",
+        started.elapsed()
+    );
     // The dev shell: its tools come from the package set, in the store.
     let tools = [
         "cargo",
