@@ -8,6 +8,7 @@ mod engine;
 mod llamacpp;
 mod lock;
 mod nightly;
+mod nix;
 mod run_checks;
 mod run_cpu;
 mod sign;
