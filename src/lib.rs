@@ -1,8 +1,10 @@
 //! infermark: a reproducible benchmark harness for LLM inference servers.
 //!
-//! Data flows one way: spec → point → workload → loadgen (records) → metrics
-//! (summary) → run. `sim` is the built-in calibration server. See DESIGN.md
-//! for the vocabulary.
+//! Data flows one way: spec (+ lock) → point → engine + probe → workload →
+//! loadgen (records) → metrics (summary) → provenance (statement) → store
+//! (results tree, index) → verify (audit, reproduce) and report. `run`
+//! drives that pipeline; `sim` is the built-in calibration server. See
+//! DESIGN.md for the vocabulary.
 
 pub mod cli;
 pub mod engine;
