@@ -129,16 +129,8 @@ pub struct NightlyArgs {
     /// Run even if this machine is not of the hardware class; recorded.
     #[arg(long)]
     pub allow_hardware_mismatch: bool,
-    /// Also look for model files (`model.file`) here.
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: Vec<PathBuf>,
-    /// Hugging Face cache mounted into containers for `model.repo` points.
-    #[arg(long, value_name = "DIR")]
-    pub model_cache: Option<PathBuf>,
-    /// Content-addressed cache of pinned files
-    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: EngineFilesArg,
     #[command(flatten)]
     pub lock: LockDirArg,
 }
@@ -197,16 +189,8 @@ pub struct RunArgs {
     /// environment and the statement record the override.
     #[arg(long)]
     pub allow_hardware_mismatch: bool,
-    /// Also look for model files (`model.file`) here.
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: Vec<PathBuf>,
-    /// Hugging Face cache mounted into containers for `model.repo` points.
-    #[arg(long, value_name = "DIR")]
-    pub model_cache: Option<PathBuf>,
-    /// Content-addressed cache of pinned files (`<dir>/files/<sha256>/<name>`)
-    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: EngineFilesArg,
     #[command(flatten)]
     pub lock: LockDirArg,
     /// Sign each run's statement with this Ed25519 private key (PKCS#8 PEM,
@@ -232,16 +216,8 @@ pub struct VerifyArgs {
     /// new runs record the override.
     #[arg(long)]
     pub allow_hardware_mismatch: bool,
-    /// Also look for model files (`model.file`) here.
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: Vec<PathBuf>,
-    /// Hugging Face cache mounted into containers for `model.repo` points.
-    #[arg(long, value_name = "DIR")]
-    pub model_cache: Option<PathBuf>,
-    /// Content-addressed cache of pinned files (`<dir>/files/<sha256>/<name>`)
-    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: EngineFilesArg,
     /// Directory that relative paths in the point (engine command, model
     /// file, dataset) are resolved against [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -253,6 +229,30 @@ pub struct VerifyArgs {
     /// anything is re-run (as `audit --trust`).
     #[arg(long, value_name = "KEYFILE", num_args = 1..)]
     pub trust: Vec<PathBuf>,
+}
+
+/// Where an engine's pinned files are found.
+#[derive(Debug, Clone, Args)]
+pub struct EngineFilesArg {
+    /// Also look for model files (`model.file`) here.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Vec<PathBuf>,
+    /// Hugging Face cache mounted into containers for `model.repo` points.
+    #[arg(long, value_name = "DIR")]
+    pub model_cache: Option<PathBuf>,
+    /// Content-addressed cache of pinned files (`<dir>/files/<sha256>/<name>`)
+    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl EngineFilesArg {
+    /// `--cache-dir`, else the default cache.
+    fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(crate::engine::default_cache_dir)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

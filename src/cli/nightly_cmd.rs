@@ -30,12 +30,9 @@ pub fn nightly(a: NightlyArgs) -> anyhow::Result<u8> {
         lock_dir: a.lock.lock_dir.clone(),
         only_point: None,
         allow_hardware_mismatch: a.allow_hardware_mismatch,
-        cache_dir: a
-            .cache_dir
-            .clone()
-            .unwrap_or_else(crate::engine::default_cache_dir),
-        model_dirs: a.model_dir.clone(),
-        model_cache: a.model_cache.clone(),
+        cache_dir: a.files.cache_dir(),
+        model_dirs: a.files.model_dir.clone(),
+        model_cache: a.files.model_cache.clone(),
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
         sign_key: super::run_cmd::checked_sign_key(a.sign_key.as_deref())?,

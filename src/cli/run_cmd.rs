@@ -26,12 +26,9 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
         lock_dir: a.lock.lock_dir.clone(),
         only_point: a.point.clone(),
         allow_hardware_mismatch: a.allow_hardware_mismatch,
-        cache_dir: a
-            .cache_dir
-            .clone()
-            .unwrap_or_else(crate::engine::default_cache_dir),
-        model_dirs: a.model_dir.clone(),
-        model_cache: a.model_cache.clone(),
+        cache_dir: a.files.cache_dir(),
+        model_dirs: a.files.model_dir.clone(),
+        model_cache: a.files.model_cache.clone(),
         // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is told to.
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
@@ -54,15 +51,31 @@ pub(super) fn checked_sign_key(
 }
 
 /// Prints as the pipeline goes: engine starts, a progress bar per point,
-/// each point's table and where it was written.
+/// each point's table (for `run` and `nightly`; `verify` prints its own
+/// comparison instead) and where it was written.
 pub(super) struct Printer {
     bar: Mutex<Option<Arc<Bar>>>,
+    /// Print each completed point's summary table on stdout.
+    tables: bool,
+    /// How a point is announced: `point` or `re-running point`.
+    verb: &'static str,
 }
 
 impl Printer {
     pub(super) fn new() -> Self {
         Printer {
             bar: Mutex::new(None),
+            tables: true,
+            verb: "point",
+        }
+    }
+
+    /// For `verify`'s re-runs: progress on stderr, no tables.
+    pub(super) fn for_reruns() -> Self {
+        Printer {
+            bar: Mutex::new(None),
+            tables: false,
+            verb: "re-running point",
         }
     }
 }
@@ -74,7 +87,8 @@ impl Observer for Printer {
 
     fn point_starting(&self, point: &Point, requests: usize) -> Option<Arc<dyn Progress>> {
         eprintln!(
-            "point {} ({}): {requests} requests",
+            "{} {} ({}): {requests} requests",
+            self.verb,
             point.short_id(),
             point.spec.load.label()
         );
@@ -92,10 +106,11 @@ impl Observer for Printer {
             bar.finish();
         }
         match outcome {
-            PointOutcome::Completed { path, summary, .. } => {
+            PointOutcome::Completed { path, summary, .. } if self.tables => {
                 println!("{}", metrics::render_table(summary));
                 println!("wrote {}\n", path.display());
             }
+            PointOutcome::Completed { path, .. } => eprintln!("wrote {}", path.display()),
             PointOutcome::Failed {
                 point,
                 path,

@@ -2,17 +2,14 @@
 //! the comparison and store the verdict statement; the exit code is the
 //! verdict's.
 
-use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::sync::watch;
 
-use super::measure_cmd::{Bar, progress_bar, runtime};
+use super::measure_cmd::runtime;
 use super::{InvalidInput, VerifyArgs, exit};
-use crate::loadgen::Progress;
-use crate::run::pipeline::{Observer, PointOutcome, RunOptions};
-use crate::spec::Point;
+use crate::run::pipeline::{PointOutcome, RunOptions};
 use crate::verify::reproduce::{self, LoadedRun, Reported, ReproduceError, VerdictStatement};
 use crate::verify::stats::{Bootstrap, Verdict};
 use crate::verify::{self};
@@ -48,12 +45,9 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         lock_dir: None,
         only_point: None,
         allow_hardware_mismatch: a.allow_hardware_mismatch,
-        cache_dir: a
-            .cache_dir
-            .clone()
-            .unwrap_or_else(crate::engine::default_cache_dir),
-        model_dirs: a.model_dir.clone(),
-        model_cache: a.model_cache.clone(),
+        cache_dir: a.files.cache_dir(),
+        model_dirs: a.files.model_dir.clone(),
+        model_cache: a.files.model_cache.clone(),
         registry_insecure_loopback: true,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
         sign_key: sign_key.clone(),
@@ -64,9 +58,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     };
 
     // 3. Re-run the identical point.
-    let printer = Printer {
-        bar: Mutex::new(None),
-    };
+    let printer = super::run_cmd::Printer::for_reruns();
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
         let (tx, rx) = watch::channel(None::<String>);
@@ -134,45 +126,4 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         Verdict::NotReproduced => exit::NOT_REPRODUCED,
         Verdict::Inconclusive => exit::INCONCLUSIVE,
     })
-}
-
-/// Engine starts and a progress bar per re-run, on stderr.
-struct Printer {
-    bar: Mutex<Option<Arc<Bar>>>,
-}
-
-impl Observer for Printer {
-    fn engine_starting(&self, what: &str) {
-        eprintln!("starting {what}");
-    }
-
-    fn point_starting(&self, point: &Point, requests: usize) -> Option<Arc<dyn Progress>> {
-        eprintln!(
-            "re-running point {} ({}): {requests} requests",
-            point.short_id(),
-            point.spec.load.label()
-        );
-        let bar = progress_bar(point, requests);
-        if let Ok(mut slot) = self.bar.lock() {
-            *slot = Some(bar.clone());
-        }
-        Some(bar)
-    }
-
-    fn point_done(&self, outcome: &PointOutcome) {
-        if let Ok(mut slot) = self.bar.lock()
-            && let Some(bar) = slot.take()
-        {
-            bar.finish();
-        }
-        match outcome {
-            PointOutcome::Completed { path, .. } => eprintln!("wrote {}", path.display()),
-            PointOutcome::Failed { reason, path, .. } => {
-                eprintln!("re-run FAILED: {reason}");
-                if let Some(p) = path {
-                    eprintln!("recorded as failed in {}", p.display());
-                }
-            }
-        }
-    }
 }
