@@ -16,8 +16,9 @@ use super::host::HostFacts;
 /// The format this module writes and reads.
 pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
 
-/// The harness that produced a run.
+/// The harness that produced a run (also the statement's `harness`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Harness {
     pub version: String,
     /// Git commit of the source (`-dirty` when it had uncommitted changes),

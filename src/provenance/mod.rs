@@ -170,24 +170,8 @@ pub enum ModelPin {
     None,
 }
 
-/// The harness that made the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Harness {
-    pub version: String,
-    /// The git commit the binary was built from, or `unknown`.
-    pub commit: String,
-}
-
-impl Harness {
-    /// This binary.
-    pub fn current() -> Self {
-        Harness {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            commit: env!("INFERMARK_GIT_COMMIT").to_string(),
-        }
-    }
-}
+/// The harness that made the run: the same record `environment.json` holds.
+pub use crate::probe::Harness;
 
 impl Pins {
     /// The pins of `point`, as the statement states them.
