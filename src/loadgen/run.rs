@@ -974,9 +974,18 @@ mod bench {
         for _ in 0..n {
             let _ = crate::loadgen::scan::scan(std::hint::black_box(data)).unwrap();
         }
+        let scan_ns = thread_cpu_ns() - cpu;
+        let cpu = thread_cpu_ns();
+        for _ in 0..n {
+            let _ = crate::loadgen::scan::scan_reference(std::hint::black_box(data)).unwrap();
+        }
+        println!(
+            "scan_reference (serde): {:.0} ns/event",
+            (thread_cpu_ns() - cpu) as f64 / n as f64
+        );
         println!(
             "scan: {:.0} ns/event ({} bytes)",
-            (thread_cpu_ns() - cpu) as f64 / n as f64,
+            scan_ns as f64 / n as f64,
             data.len()
         );
         println!(

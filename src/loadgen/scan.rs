@@ -1,12 +1,19 @@
 //! Reading one streamed chunk's JSON for the few facts a record needs.
 //!
-//! A chunk is deserialised with `serde_json::from_slice` into a small
-//! borrowed struct that names only those facts: whether the chunk carries
-//! generated text, the running or final `usage`, an `error` object, and the
-//! sim server's `infermark_sent_ns` stamp. serde skips every other field
-//! without building a tree, and the custom visitors below keep the common
-//! case free of allocation (strings are only tested for emptiness, the
-//! `choices` array is walked without collecting it).
+//! Two readers give the same answer. The fast one ([`scan`]'s first try) is
+//! a single pass over the bytes that validates the whole document as JSON,
+//! picks out the few members a record needs and allocates nothing. Whenever
+//! it meets something it does not handle exactly itself (an `error` member,
+//! escaped keys, surrogate escapes, invalid UTF-8 or JSON, numbers a count
+//! cannot hold, duplicate members, deep nesting, a top level that is not an
+//! object), it hands the chunk to the reference reader, so the result —
+//! facts or error — is by construction the reference's for those inputs.
+//!
+//! The reference reader ([`scan_reference`]) deserialises with
+//! `serde_json::from_slice` into a small borrowed struct that names only the
+//! facts: whether the chunk carries generated text, the running or final
+//! `usage`, an `error` object, and the sim server's `infermark_sent_ns`
+//! stamp. serde skips every other field without building a tree.
 //!
 //! Which fields carry text, by API (OpenAI API reference, "Completions" and
 //! "Chat Completions" streaming objects): completions put it in
@@ -44,6 +51,16 @@ pub struct ScanError(#[from] serde_json::Error);
 
 /// Reads the facts out of one event's data.
 pub fn scan(data: &[u8]) -> Result<ChunkFacts, ScanError> {
+    match fast::scan(data) {
+        Some(facts) => Ok(facts),
+        None => scan_reference(data),
+    }
+}
+
+/// The reference reader: serde over the chunk. [`scan`] gives exactly its
+/// answer for every input, and falls back to it for the rare shapes its
+/// own pass does not handle.
+pub(crate) fn scan_reference(data: &[u8]) -> Result<ChunkFacts, ScanError> {
     let wire: ChunkWire = serde_json::from_slice(data)?;
     let (prompt_tokens, completion_tokens) = match wire.usage {
         Some(u) => (u.prompt_tokens, u.completion_tokens),
@@ -186,6 +203,8 @@ impl<'de> Deserialize<'de> for ErrorMessage {
     }
 }
 
+mod fast;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +303,221 @@ mod tests {
             b"{\"choices\":[{\"text\":5}]}",
         ] {
             assert!(scan(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
+
+#[cfg(test)]
+mod equivalence {
+    //! The fast reader against the reference on generated chunks.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn same(data: &[u8]) -> Result<(), TestCaseError> {
+        let fast = scan(data).map_err(|e| e.to_string());
+        let reference = scan_reference(data).map_err(|e| e.to_string());
+        prop_assert_eq!(&fast, &reference, "{:?}", String::from_utf8_lossy(data));
+        if let Some(f) = super::fast::scan(data) {
+            prop_assert_eq!(Ok(f), reference);
+        }
+        Ok(())
+    }
+
+    fn string() -> BoxedStrategy<String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just(" tok"),
+                Just(""),
+                Just("\\n"),
+                Just("\\\""),
+                Just("\\\\"),
+                Just("\\u00e9"),
+                Just("\\ud83d\\ude00"),
+                Just("\\ud800"),
+                Just("é"),
+                Just("日本"),
+                Just("\\x"),
+                Just("\t"),
+                Just("\\/"),
+            ],
+            0..4,
+        )
+        .prop_map(|v| format!("\"{}\"", v.concat()))
+        .boxed()
+    }
+
+    fn scalar() -> BoxedStrategy<String> {
+        prop_oneof![
+            string(),
+            prop_oneof![
+                Just("0"),
+                Just("12"),
+                Just("-3.5e7"),
+                Just("1e400"),
+                Just("01"),
+                Just("1.0"),
+                Just("4294967295"),
+                Just("4294967296"),
+                Just("18446744073709551616"),
+                Just("-0"),
+                Just("true"),
+                Just("false"),
+                Just("null"),
+                Just("1."),
+                Just("2E+3"),
+            ]
+            .prop_map(String::from),
+            any::<u64>().prop_map(|n| n.to_string()),
+        ]
+        .boxed()
+    }
+
+    fn value() -> BoxedStrategy<String> {
+        scalar()
+            .prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|v| format!("[{}]", v.join(","))),
+                    prop::collection::vec((string(), inner), 0..4).prop_map(|v| {
+                        let m: Vec<String> =
+                            v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                        format!("{{{}}}", m.join(","))
+                    }),
+                ]
+            })
+            .boxed()
+    }
+
+    fn object(fields: Vec<(&'static str, String)>, ws: &str) -> String {
+        let m: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+            .collect();
+        format!("{{{}}}", m.join(","))
+    }
+
+    fn member(
+        names: &'static [&'static str],
+        typed: BoxedStrategy<String>,
+    ) -> impl Strategy<Value = Vec<(&'static str, String)>> {
+        prop::collection::vec(
+            (
+                prop::sample::select(names),
+                prop_oneof![4 => typed, 1 => value()],
+            ),
+            0..5,
+        )
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(&["", " ", "\n", "\r\n\t ", ""][..])
+    }
+
+    fn chunk() -> impl Strategy<Value = String> {
+        let text = prop_oneof![string(), Just("null".to_string())].boxed();
+        let delta = (
+            member(
+                &[
+                    "content",
+                    "reasoning_content",
+                    "reasoning",
+                    "role",
+                    "tool_calls",
+                ],
+                text.clone(),
+            ),
+            ws(),
+        )
+            .prop_map(|(f, w)| object(f, w))
+            .boxed();
+        let choice = (
+            member(
+                &["text", "delta", "index", "logprobs", "finish_reason"],
+                prop_oneof![text, delta].boxed(),
+            ),
+            ws(),
+        )
+            .prop_map(|(f, w)| object(f, w))
+            .boxed();
+        let choices =
+            prop::collection::vec(choice, 0..3).prop_map(|v| format!("[{}]", v.join(",")));
+        let count = prop_oneof![
+            scalar(),
+            any::<u32>().prop_map(|n| n.to_string()),
+            Just("null".to_string())
+        ]
+        .boxed();
+        let usage = (
+            member(
+                &["prompt_tokens", "completion_tokens", "total_tokens"],
+                count.clone(),
+            ),
+            ws(),
+        )
+            .prop_map(|(f, w)| object(f, w));
+        let error = prop_oneof![
+            (member(&["message", "type", "code"], string()), ws()).prop_map(|(f, w)| object(f, w)),
+            string(),
+            Just("null".to_string()),
+        ];
+        let top = prop_oneof![choices, usage, error, count, Just("null".to_string()),].boxed();
+        (
+            member(
+                &[
+                    "choices",
+                    "usage",
+                    "error",
+                    "infermark_sent_ns",
+                    "id",
+                    "model",
+                    "created",
+                ],
+                top,
+            ),
+            ws(),
+        )
+            .prop_map(|(f, w)| object(f, w))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn fast_equals_reference_on_chunks(c in chunk()) {
+            same(c.as_bytes())?;
+        }
+
+        #[test]
+        fn fast_equals_reference_after_mutation(
+            c in chunk(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..4, prop_oneof![any::<u8>(), prop::sample::select(&b"{}[]\",:\\ 0-.en"[..])]), 1..4),
+        ) {
+            let mut b = c.into_bytes();
+            for (at, op, byte) in edits {
+                let i = if b.is_empty() { 0 } else { at.index(b.len()) };
+                match op {
+                    0 if !b.is_empty() => { b.remove(i); }
+                    1 => b.insert(i, byte),
+                    2 if !b.is_empty() => b[i] = byte,
+                    _ => b.truncate(i),
+                }
+            }
+            same(&b)?;
+        }
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path() {
+        for c in [
+            r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" tok\n\u00e9","logprobs":null,"finish_reason":null}],"usage":null,"infermark_sent_ns":123}"#,
+            r#"{"choices":[{"delta":{"role":"assistant","content":"é"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":null}}"#,
+        ] {
+            assert_eq!(
+                super::fast::scan(c.as_bytes()),
+                Some(scan_reference(c.as_bytes()).unwrap()),
+                "{c}"
+            );
         }
     }
 }
