@@ -630,15 +630,33 @@ fn collect_merges_two_runners_trees_as_a_union_and_reports_a_conflict() {
 fn the_nightly_workflow_plans_runs_by_matrix_and_collects() {
     let wf = repo().join(".github/workflows/nightly.yml");
     let text = std::fs::read_to_string(&wf).unwrap();
-    match Command::new("actionlint").arg(&wf).output() {
-        Ok(o) => assert!(
-            o.status.success(),
-            "actionlint: {}{}",
-            stdout(&o),
-            stderr(&o)
-        ),
-        Err(e) => eprintln!("skipping actionlint: not installed ({e}); .ci/setup installs it"),
-    }
+    // actionlint is installed by .ci/setup (tests/setup/actionlint.txt);
+    // without it this test fails rather than passing unchecked.
+    let lint = |path: &std::path::Path| {
+        Command::new("actionlint")
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("actionlint: {e}; .ci/setup installs it"))
+    };
+    let o = lint(&wf);
+    assert!(
+        o.status.success(),
+        "actionlint: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // The lint is real: the same workflow with one job's `runs-on` misspelt
+    // is refused, naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("nightly.yml");
+    assert!(
+        text.contains("    runs-on:"),
+        "the workflow has runs-on keys"
+    );
+    std::fs::write(&broken, text.replacen("    runs-on:", "    runs-onn:", 1)).unwrap();
+    let o = lint(&broken);
+    assert!(!o.status.success(), "actionlint accepted a misspelt key");
+    assert!(stdout(&o).contains("runs-onn"), "{}", stdout(&o));
     let Some(docs) = yaml_documents(&text) else {
         return;
     };
