@@ -9,6 +9,7 @@
 //! logging, no JSON tree, no lock per chunk; each task owns its records and
 //! they are merged once at the end. Statistics happen later, in `metrics`.
 
+mod http;
 pub mod record;
 mod request;
 pub mod run;

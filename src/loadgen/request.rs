@@ -10,11 +10,9 @@
 //! returned: events that arrive together share one reading, which is also
 //! the earliest moment the client could have known of them.
 
-use std::error::Error as _;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
-
+use super::http::{Body, Client, Conn, Decoder, HttpError};
 use super::record::{Chunk, ErrorKind, RequestError, RequestRecord};
 use super::scan::scan;
 use super::sse::{Event, Parser};
@@ -46,8 +44,7 @@ impl Clock {
 /// Where and how requests go; shared by every request of a run.
 #[derive(Debug)]
 pub(crate) struct Target {
-    pub client: reqwest::Client,
-    pub url: reqwest::Url,
+    pub client: Client,
     pub timeout: Duration,
     pub clock: Clock,
 }
@@ -64,75 +61,22 @@ pub(crate) struct Job {
 /// Sends `request` and follows its stream to the end, the timeout or the
 /// first error.
 pub(crate) async fn execute(target: &Target, job: Job, request: &PreparedRequest) -> RequestRecord {
-    let record = attempt(target, job, request).await;
-    // HTTP keep-alive race: a server may close a connection it considers
-    // used up or idle (cpp-httplib, inside llama.cpp, closes after a few
-    // requests) just as the pool hands it out for the next request. Such a
-    // request never reached the server, so it is sent once more at once on
-    // another connection; its `scheduled_ns` is kept, so the lost attempt
-    // shows as queue delay rather than vanishing.
-    if is_stale_connection(&record) {
-        return attempt(target, job, request).await;
-    }
-    record
-}
-
-fn is_stale_connection(r: &RequestRecord) -> bool {
-    r.http_status.is_none()
-        && r.chunks.is_empty()
-        && r.error.as_ref().is_some_and(|e| {
-            e.kind == ErrorKind::Connect
-                && e.message
-                    .contains("connection closed before message completed")
-        })
-}
-
-async fn attempt(target: &Target, job: Job, request: &PreparedRequest) -> RequestRecord {
-    let builder = target
-        .client
-        .post(target.url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "text/event-stream")
-        .body(request.body.clone());
     let sent = Instant::now();
-    let reserve = request.max_output_tokens.min(CHUNK_RESERVE_LIMIT) as usize;
-    let mut tally = Tally {
-        record: RequestRecord {
-            index: job.index,
-            slot: job.slot,
-            warmup: job.warmup,
-            scheduled_ns: job.scheduled_ns,
-            sent_ns: target.clock.ns(sent),
-            first_token_ns: None,
-            end_ns: 0,
-            chunks: Vec::with_capacity(reserve),
-            input_tokens: request.input_tokens,
-            max_output_tokens: request.max_output_tokens,
-            usage_input_tokens: None,
-            usage_output_tokens: None,
-            http_status: None,
-            error: None,
-        },
-        counted: 0,
-        events: 0,
-        done_ns: None,
-        failed: None,
-    };
     let deadline = tokio::time::Instant::from_std(sent + target.timeout);
-    let result =
-        match tokio::time::timeout_at(deadline, tally.exchange(builder, target.clock)).await {
-            Ok(result) => result,
-            // The stream finished but the server kept the connection open past
-            // the sentinel: the request itself is complete.
-            Err(_) if tally.done_ns.is_some() => Ok(()),
-            Err(_) => Err(RequestError {
-                kind: ErrorKind::Timeout,
-                message: format!(
-                    "no complete response within {}",
-                    humantime::format_duration(target.timeout)
-                ),
-            }),
-        };
+    let mut tally = Tally::new(target.clock, job, request, sent);
+    let result = match tokio::time::timeout_at(deadline, tally.exchange(target, request)).await {
+        Ok(result) => result,
+        // The stream finished but the server kept the body open past the
+        // sentinel: the request itself is complete.
+        Err(_) if tally.done_ns.is_some() => Ok(()),
+        Err(_) => Err(RequestError {
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "no complete response within {}",
+                humantime::format_duration(target.timeout)
+            ),
+        }),
+    };
     let mut record = tally.record;
     match result {
         Ok(()) => {
@@ -151,6 +95,7 @@ async fn attempt(target: &Target, job: Job, request: &PreparedRequest) -> Reques
 /// The record being filled while the stream arrives.
 struct Tally {
     record: RequestRecord,
+    clock: Clock,
     /// Output tokens attributed to chunks so far.
     counted: u64,
     /// Data events seen (for the message when a stream ends early).
@@ -162,51 +107,99 @@ struct Tally {
 }
 
 impl Tally {
+    fn new(clock: Clock, job: Job, request: &PreparedRequest, sent: Instant) -> Tally {
+        let reserve = request.max_output_tokens.min(CHUNK_RESERVE_LIMIT) as usize;
+        Tally {
+            record: RequestRecord {
+                index: job.index,
+                slot: job.slot,
+                warmup: job.warmup,
+                scheduled_ns: job.scheduled_ns,
+                sent_ns: clock.ns(sent),
+                first_token_ns: None,
+                end_ns: 0,
+                chunks: Vec::with_capacity(reserve),
+                input_tokens: request.input_tokens,
+                max_output_tokens: request.max_output_tokens,
+                usage_input_tokens: None,
+                usage_output_tokens: None,
+                http_status: None,
+                error: None,
+            },
+            clock,
+            counted: 0,
+            events: 0,
+            done_ns: None,
+            failed: None,
+        }
+    }
+
+    /// Sends the request and reads its response to the end of the body.
+    /// The connection goes back to the pool only after a complete response
+    /// that leaves it reusable.
     async fn exchange(
         &mut self,
-        builder: reqwest::RequestBuilder,
-        clock: Clock,
+        target: &Target,
+        request: &PreparedRequest,
     ) -> Result<(), RequestError> {
-        let mut response = builder.send().await.map_err(|e| RequestError {
-            kind: if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Connect
-            },
-            message: error_chain(&e),
-        })?;
-        let status = response.status();
-        self.record.http_status = Some(status.as_u16());
-        if !status.is_success() {
+        let client = &target.client;
+        let (mut conn, reused) = client.connection().await.map_err(connect_error)?;
+        let head = match send_and_read_head(client, &mut conn, &request.body).await {
+            Ok(head) => head,
+            // HTTP keep-alive race: a server may close a connection it
+            // considers used up or idle (cpp-httplib, inside llama.cpp,
+            // closes after a few requests) just as the pool hands it out.
+            // Such a request never reached the server, so it is sent once
+            // more on a new connection, and sent from then: the lost attempt
+            // shows as queue delay (sent − scheduled) rather than vanishing.
+            Err(e) if reused && is_stale(&e) => {
+                self.record.sent_ns = self.clock.ns(Instant::now());
+                // Not from the pool: its other idle connections may be as
+                // stale as this one.
+                conn = client.connect().await.map_err(connect_error)?;
+                send_and_read_head(client, &mut conn, &request.body)
+                    .await
+                    .map_err(response_error)?
+            }
+            Err(e) => return Err(response_error(e)),
+        };
+        self.record.http_status = Some(head.status);
+        let mut body = head.body;
+        if !(200..300).contains(&head.status) {
+            let text = read_bounded(&mut conn, &mut body).await;
             return Err(RequestError {
                 kind: ErrorKind::Http,
-                message: format!("HTTP {status}: {}", read_bounded(&mut response).await),
+                message: format!("HTTP {}: {text}", head.status),
             });
         }
         let mut parser = Parser::new();
+        let clock = self.clock;
         loop {
-            let bytes = match response.chunk().await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => break,
-                Err(e) => {
-                    if self.done_ns.is_some() {
-                        // The body broke after the sentinel: nothing was lost.
-                        return Ok(());
-                    }
-                    return Err(RequestError {
-                        kind: if e.is_timeout() {
-                            ErrorKind::Timeout
-                        } else {
-                            ErrorKind::Disconnected
-                        },
-                        message: error_chain(&e),
-                    });
-                }
-            };
-            let t_ns = clock.ns(Instant::now());
-            parser.feed(&bytes, |event| self.on_event(event, t_ns));
+            let step = conn
+                .read_body(&mut body, |bytes, arrived| {
+                    let t_ns = clock.ns(arrived);
+                    parser.feed(bytes, |event| self.on_event(event, t_ns));
+                })
+                .await;
             if let Some(error) = self.failed.take() {
                 return Err(error);
+            }
+            match step {
+                Ok(Body::More) => {}
+                Ok(Body::End { reusable }) => {
+                    if reusable && head.keep_alive {
+                        client.put_back(conn);
+                    }
+                    break;
+                }
+                // The body broke after the sentinel: nothing was lost.
+                Err(_) if self.done_ns.is_some() => return Ok(()),
+                Err(e) => {
+                    return Err(RequestError {
+                        kind: ErrorKind::Disconnected,
+                        message: format!("{e} after {} events", self.events),
+                    });
+                }
             }
         }
         if self.done_ns.is_none() {
@@ -278,24 +271,68 @@ impl Tally {
     }
 }
 
-/// Reads at most [`ERROR_BODY_LIMIT`] bytes of an error response's body.
-async fn read_bounded(response: &mut reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while body.len() < ERROR_BODY_LIMIT {
-        match response.chunk().await {
-            Ok(Some(bytes)) => {
-                body.extend_from_slice(&bytes[..bytes.len().min(ERROR_BODY_LIMIT - body.len())])
+async fn send_and_read_head(
+    client: &Client,
+    conn: &mut Conn,
+    body: &[u8],
+) -> Result<super::http::Head, HttpError> {
+    client.send(conn, body).await?;
+    conn.read_head().await
+}
+
+/// A failure that shows the server had closed a kept-alive connection
+/// before this request: the write failed or nothing came back.
+fn is_stale(e: &HttpError) -> bool {
+    matches!(
+        e,
+        HttpError::Send(_)
+            | HttpError::Closed {
+                received: false,
+                ..
             }
-            Ok(None) => break,
+    )
+}
+
+fn connect_error(e: HttpError) -> RequestError {
+    RequestError {
+        kind: ErrorKind::Connect,
+        message: e.to_string(),
+    }
+}
+
+/// A failure before the response head was complete.
+fn response_error(e: HttpError) -> RequestError {
+    let kind = match e {
+        HttpError::Connect(_) | HttpError::Send(_) => ErrorKind::Connect,
+        HttpError::Closed { .. } => ErrorKind::Disconnected,
+        HttpError::Malformed(_) => ErrorKind::Stream,
+    };
+    RequestError {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// Reads at most [`ERROR_BODY_LIMIT`] bytes of an error response's body.
+async fn read_bounded(conn: &mut Conn, body: &mut Decoder) -> String {
+    let mut text = Vec::new();
+    while text.len() < ERROR_BODY_LIMIT {
+        let step = conn
+            .read_body(body, |bytes, _| {
+                let room = ERROR_BODY_LIMIT - text.len().min(ERROR_BODY_LIMIT);
+                text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            })
+            .await;
+        match step {
+            Ok(Body::More) => {}
+            Ok(Body::End { .. }) => break,
             Err(e) => {
-                body.extend_from_slice(
-                    format!(" (body unreadable: {})", error_chain(&e)).as_bytes(),
-                );
+                text.extend_from_slice(format!(" (body unreadable: {e})").as_bytes());
                 break;
             }
         }
     }
-    String::from_utf8_lossy(&body).trim().to_owned()
+    String::from_utf8_lossy(&text).trim().to_owned()
 }
 
 /// The start of a chunk, for an error message.
@@ -306,17 +343,4 @@ fn quote(data: &[u8]) -> String {
         s.push('…');
     }
     s
-}
-
-/// An error and all its causes, `: `-separated (reqwest's own message
-/// leaves out the cause, which is the useful part: "connection refused").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

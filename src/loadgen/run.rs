@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::http::Client;
 use super::record::{Origin, RequestRecord};
 use super::request::{Clock, Job, Target, execute};
 use crate::workload::PreparedRequest;
@@ -87,7 +88,7 @@ pub struct LoadPlan {
     /// Stop dispatching measured requests this long after the measured
     /// phase started; requests in flight complete.
     pub duration: Option<Duration>,
-    /// Idle connections kept per host (`reqwest` `pool_max_idle_per_host`).
+    /// Idle connections kept for reuse.
     /// Set it to at least the concurrency so that connections are reused
     /// rather than reopened.
     pub pool_size: usize,
@@ -114,8 +115,6 @@ pub enum LoadError {
         field: &'static str,
         problem: String,
     },
-    #[error("failed to build the HTTP client")]
-    Client(#[source] reqwest::Error),
     #[error("a request task failed")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -154,17 +153,10 @@ pub async fn run(
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<LoadOutcome, LoadError> {
     let url = validate(&plan)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(plan.pool_size)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .http1_only()
-        .build()
-        .map_err(LoadError::Client)?;
+    let client = Client::new(&url, plan.pool_size).map_err(|e| invalid("base_url", e))?;
     let (origin_instant, origin) = capture_origin();
     let target = Arc::new(Target {
         client,
-        url,
         timeout: plan.request_timeout,
         clock: Clock {
             origin: origin_instant,
@@ -687,6 +679,28 @@ mod tests {
             "a timeout ends at the deadline"
         );
         assert!(r.iter().all(|r| r.end_ns >= r.sent_ns));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_on_connections_the_server_closed_are_sent_again() {
+        let server = TestServer::start().await;
+        let mut p = plan(
+            &server,
+            Schedule::Closed { concurrency: 4 },
+            vec![Script::OkThenClose.request(); 12],
+        );
+        // Warmup leaves four pooled connections that the server has closed,
+        // so the measured phase starts by taking stale ones.
+        p.warmup = vec![Script::OkThenClose.request(); 4];
+        p.pool_size = 4;
+        let outcome = run(p, None).await.unwrap();
+        for r in &outcome.records {
+            assert_eq!(r.error, None, "request {}", r.index);
+            assert_eq!(r.chunks.len(), 1);
+        }
+        // Every request had a connection of its own: none got through on a
+        // closed one.
+        assert_eq!(server.stats.requests.load(Ordering::SeqCst), 16);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

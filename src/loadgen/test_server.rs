@@ -53,6 +53,10 @@ pub enum Script {
     Abort,
     /// Sends nothing for a long time.
     Hang,
+    /// A complete one-token response without `Connection: close`, then the
+    /// connection closes (as cpp-httplib does after a few requests): the
+    /// client finds out only when it next uses the connection.
+    OkThenClose,
 }
 
 impl Script {
@@ -90,6 +94,7 @@ impl Script {
             "EndWithoutDone" => Script::EndWithoutDone,
             "Abort" => Script::Abort,
             "Hang" => Script::Hang,
+            "OkThenClose" => Script::OkThenClose,
             _ => return None,
         })
     }
@@ -292,6 +297,15 @@ async fn respond(socket: &mut TcpStream, script: Script, stats: &Stats) -> bool 
         }
         Script::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Script::OkThenClose => {
+            out.extend_from_slice(SSE_HEAD);
+            out.extend(chunk(&text_event("a", "")));
+            out.extend(chunk("data: [DONE]\n\n"));
+            out.extend_from_slice(END);
+            done();
+            let _ = socket.write_all(&out).await;
+            return false;
         }
     }
     done();
