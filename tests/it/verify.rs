@@ -284,12 +284,15 @@ fn inconclusive_is_reached_when_the_band_edge_falls_inside_the_interval() {
 }
 
 /// Bands for the real engine at concurrency 1 on a shared two-core
-/// machine: 20% on throughputs and latency medians (the engine's own speed
-/// moves with whatever else the machine runs), 50% on p99 TTFT (of 32
-/// requests: nearly their maximum). The 30% claim below must fall outside
-/// them, so they cannot be wider.
+/// machine: 20% on throughputs and on TPOT/ITL medians (the engine's own
+/// speed moves with whatever else the machine runs); 35% on the TTFT and
+/// E2EL medians, which carry the prompt phase: back-to-back runs of the same
+/// binary against one 1-thread engine here gave median TTFTs 13% apart, and
+/// the bootstrap interval of 32 requests adds its own width; 50% on p99 TTFT
+/// (of 32 requests: nearly their maximum). The 30% claim below must fall
+/// outside the throughput bands, so those cannot be wider.
 const LLAMA_BANDS: &str = "tolerance = { output-throughput = 0.2, request-throughput = 0.2, \
-    median-ttft = 0.2, p99-ttft = 0.5, median-tpot = 0.2, median-itl = 0.2, median-e2el = 0.2 }\n";
+    median-ttft = 0.35, p99-ttft = 0.5, median-tpot = 0.2, median-itl = 0.2, median-e2el = 0.35 }\n";
 
 fn llama_world() -> (World, String) {
     let w = World::new("llamacpp-smollm2.toml", |t| {
