@@ -211,6 +211,21 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
 
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     let exe: PathBuf = std::env::current_exe().context("cannot find the infermark executable")?;
+    // Before the runtime starts, so its threads inherit the client's CPUs
+    // (and their number sizes it).
+    let split = if a.shared_cpus {
+        None
+    } else {
+        calibrate::split_cpus(&calibrate::allowed_cpus())
+    };
+    let sim_cpus = match split {
+        Some((client, sim)) => {
+            calibrate::pin_current_thread(&client)
+                .with_context(|| format!("failed to pin the client to CPUs {client:?}"))?;
+            Some(sim)
+        }
+        None => None,
+    };
     let opts = calibrate::CalibrateOptions {
         sim_exe: exe,
         streams: a.streams.clone(),
@@ -220,6 +235,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
         requests_per_stream: a.requests_per_stream,
         flat_out_streams: a.flat_out_streams,
         flat_out_tokens: a.flat_out_tokens,
+        sim_cpus,
     };
     let report = runtime()?.block_on(calibrate::calibrate(&opts))?;
     print!("{}", calibrate::render(&report));

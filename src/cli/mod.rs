@@ -416,6 +416,10 @@ pub struct CalibrateArgs {
     /// Also write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Run client and sim on the same CPUs (by default, with two or more
+    /// CPUs, the sim gets the last one and the client the others).
+    #[arg(long)]
+    pub shared_cpus: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,9 @@
 //! "Calibration"). The reported TTFT error is the first chunk's delivery
 //! error; the ITL error compares each client-side gap with the server-side
 //! gap between the same two chunks. Errors against the nominal timing are
-//! printed as a secondary check. The sim runs at the lowest CPU priority
-//! ([`SIM_NICE`]). Timings are printed, never asserted.
+//! printed as a secondary check. Client and sim run on CPUs of their own
+//! where the host has two or more ([`split_cpus`]). Timings are printed,
+//! never asserted.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -39,6 +40,8 @@ pub struct CalibrateOptions {
     /// Streams and tokens per request of the flat-out run (ITL 0).
     pub flat_out_streams: u32,
     pub flat_out_tokens: u32,
+    /// CPUs for the sim child; `None` shares the client's.
+    pub sim_cpus: Option<Vec<usize>>,
 }
 
 /// One concurrency level's figures.
@@ -79,6 +82,9 @@ pub struct FlatOutReport {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CalibrationReport {
+    /// CPUs the client and the sim ran on (the sim's empty: it shared them).
+    pub client_cpus: Vec<usize>,
+    pub sim_cpus: Vec<usize>,
     pub ttft_ms: f64,
     pub itl_ms: f64,
     pub tokens: u32,
@@ -101,15 +107,54 @@ pub enum CalibrateError {
     Load(#[from] loadgen::LoadError),
 }
 
-/// The sim's scheduling niceness. Sim and client share this host's cores,
-/// and at 1000 streams the sim's writes (most of it the kernel's loopback
-/// path) take about one core: at equal priority its bursts delay the
-/// client's reads, which is contention made by the calibration rig, not an
-/// error of the client. At the lowest priority the sim runs in the time the
-/// client leaves; its sends may then be late against the nominal schedule,
-/// which the delivery error (receive − send stamp) does not count and the
-/// "vs nominal" column shows.
+/// The sim's scheduling niceness, when it shares CPUs with other work.
 const SIM_NICE: libc::c_int = 19;
+
+/// The CPUs this process may run on (its affinity mask), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a valid cpu_set_t that sched_getaffinity fills;
+    // CPU_ISSET only reads it, for indices below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Splits `cpus` between client and sim: the sim gets the last one, the
+/// client the rest; `None` with fewer than two.
+///
+/// Sim and client share one host for calibration, and at 1000 streams each
+/// needs about a core (most of it the kernel's loopback path). On shared
+/// CPUs their bursts preempt each other: the sim, between stamping a chunk
+/// and writing it, or the client, between a chunk's arrival and its read,
+/// and either delay is counted as the client's error although it is the
+/// rig's. On CPUs of their own, as an engine on its own accelerator would
+/// be, the figures are the client's.
+pub fn split_cpus(cpus: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
+    let (last, rest) = cpus.split_last()?;
+    (!rest.is_empty()).then(|| (rest.to_vec(), vec![*last]))
+}
+
+/// Restricts the calling thread, and the threads it creates from now on, to
+/// `cpus`.
+pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: as in `allowed_cpus`; CPU_SET writes within `set`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
 
 /// A `serve-sim` child process, killed when dropped.
 struct SimChild {
@@ -121,15 +166,23 @@ async fn start_sim(
     exe: &PathBuf,
     itl: Duration,
     ttft: Duration,
+    sim_cpus: Option<&[usize]>,
 ) -> Result<SimChild, CalibrateError> {
     let mut command = Command::new(exe);
+    let cpus = sim_cpus.map(<[usize]>::to_vec);
     // SAFETY: the closure runs in the forked child before exec and calls
-    // only setpriority, which is async-signal-safe.
+    // only sched_setaffinity and setpriority, which are async-signal-safe
+    // (the CPU list was allocated before the fork).
     unsafe {
-        command.pre_exec(|| {
-            // The sim yields the CPU to the client (see SIM_NICE); a failure
-            // leaves it at normal priority, which only costs precision.
-            libc::setpriority(libc::PRIO_PROCESS, 0, SIM_NICE);
+        command.pre_exec(move || {
+            match &cpus {
+                Some(cpus) => pin_current_thread(cpus)?,
+                // Sharing the client's CPUs: the sim runs in the time the
+                // client leaves. A failure only costs precision.
+                None => {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, SIM_NICE);
+                }
+            }
             Ok(())
         });
     }
@@ -327,7 +380,7 @@ pub fn level_report(
 pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, CalibrateError> {
     let mut levels = Vec::new();
     {
-        let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft).await?;
+        let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft, opts.sim_cpus.as_deref()).await?;
         for &streams in &opts.streams {
             let (outcome, wall, cpu) =
                 drive(&sim.url, streams, opts.tokens, opts.requests_per_stream).await?;
@@ -343,7 +396,13 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
         }
         drop(sim.child);
     }
-    let sim = start_sim(&opts.sim_exe, Duration::ZERO, Duration::ZERO).await?;
+    let sim = start_sim(
+        &opts.sim_exe,
+        Duration::ZERO,
+        Duration::ZERO,
+        opts.sim_cpus.as_deref(),
+    )
+    .await?;
     let (outcome, wall, cpu) =
         drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
     let measured: Vec<&RequestRecord> = outcome.records.iter().filter(|r| !r.warmup).collect();
@@ -351,6 +410,8 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     let wall = measured_window(&measured).unwrap_or(wall);
     drop(sim.child);
     Ok(CalibrationReport {
+        client_cpus: allowed_cpus(),
+        sim_cpus: opts.sim_cpus.clone().unwrap_or_default(),
         ttft_ms: opts.ttft.as_secs_f64() * 1000.0,
         itl_ms: opts.itl.as_secs_f64() * 1000.0,
         tokens: opts.tokens,
@@ -403,6 +464,17 @@ pub fn render(r: &CalibrationReport) -> String {
             l.itl_vs_nominal_std_ms,
         ));
     }
+    if r.sim_cpus.is_empty() {
+        s.push_str(&format!(
+            "client and sim shared CPUs {:?} (the sim at nice {SIM_NICE})\n",
+            r.client_cpus
+        ));
+    } else {
+        s.push_str(&format!(
+            "client on CPUs {:?}, sim on CPUs {:?}\n",
+            r.client_cpus, r.sim_cpus
+        ));
+    }
     let f = &r.flat_out;
     s.push_str(&format!(
         "flat out ({} streams, ITL 0): {} events in {:.2} s = {:.0} events/s; client CPU {:.2} s = {:.0} events per CPU-second\n",
@@ -410,4 +482,34 @@ pub fn render(r: &CalibrationReport) -> String {
     ));
     s.push_str("ttft/itl/deliv: client receive time against the sim's send stamp on the same clock; vs nominal: TTFT p50 excess / ITL RMS around the nominal, which include the sim's own timer\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sim_gets_the_last_cpu_and_the_client_the_rest() {
+        assert_eq!(split_cpus(&[0, 1]), Some((vec![0], vec![1])));
+        assert_eq!(split_cpus(&[2, 5, 7]), Some((vec![2, 5], vec![7])));
+        assert_eq!(split_cpus(&[3]), None, "one CPU is shared");
+        assert_eq!(split_cpus(&[]), None);
+    }
+
+    #[test]
+    fn this_process_knows_its_cpus_and_a_pinned_thread_keeps_to_them() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        let first = cpus[0];
+        // On a thread of its own, so the test runner's threads keep theirs.
+        let seen = std::thread::spawn(move || {
+            pin_current_thread(&[first]).unwrap();
+            let here = allowed_cpus();
+            let inherited = std::thread::spawn(allowed_cpus).join().unwrap();
+            (here, inherited)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (vec![first], vec![first]));
+    }
 }

@@ -174,3 +174,57 @@ fn the_open_loop_point_reproduces_its_schedule_and_bodies() {
     let span_s = *schedules[0].last().unwrap() as f64 / 1e6;
     assert!((3.0..7.5).contains(&span_s), "{span_s}");
 }
+
+/// `calibrate` end to end at a small scale: every level's events arrive,
+/// none fail, and the sim ran on a CPU of its own where there are two.
+/// Its timings are benchmark output and not asserted.
+#[test]
+fn calibrate_counts_every_event_and_splits_the_cpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cal.json");
+    let o = infermark(
+        dir.path(),
+        &[
+            "calibrate",
+            "--streams",
+            "1,8",
+            "--tokens",
+            "20",
+            "--requests-per-stream",
+            "2",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "2",
+            "--flat-out-streams",
+            "2",
+            "--flat-out-tokens",
+            "5000",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let levels = r["levels"].as_array().unwrap();
+    for (level, streams) in levels.iter().zip([1u64, 8]) {
+        assert_eq!(level["streams"], streams);
+        assert_eq!(level["failed"], 0);
+        assert_eq!(level["requests"], streams * 2);
+        assert_eq!(level["events"], streams * 2 * 20);
+    }
+    assert_eq!(r["flat_out"]["events"], 2 * 5000);
+    let client: Vec<u64> = serde_json::from_value(r["client_cpus"].clone()).unwrap();
+    let sim: Vec<u64> = serde_json::from_value(r["sim_cpus"].clone()).unwrap();
+    let text = crate::support::stdout(&o);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    if cpus >= 2 {
+        assert_eq!(client.len() + sim.len(), cpus, "{client:?} {sim:?}");
+        assert_eq!(sim.len(), 1, "{sim:?}");
+        assert!(!client.contains(&sim[0]), "{client:?} {sim:?}");
+        assert!(text.contains("sim on CPUs"), "{text}");
+    } else {
+        assert!(sim.is_empty(), "{sim:?}");
+        assert!(text.contains("shared CPUs"), "{text}");
+    }
+}
