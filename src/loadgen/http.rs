@@ -764,6 +764,12 @@ mod tests {
         url
     }
 
+    /// Sends the request `serve` expects and reads the response head.
+    async fn post(client: &Client, conn: &mut Conn) -> Head {
+        client.send(conn, b"{\"p\":1}").await.unwrap();
+        conn.read_head().await.unwrap()
+    }
+
     async fn body_of(conn: &mut Conn, mut d: Decoder) -> Result<(Vec<u8>, bool), HttpError> {
         let mut body = Vec::new();
         loop {
@@ -787,8 +793,7 @@ mod tests {
         let client = Client::new(&url, 1).unwrap();
         let (mut conn, reused) = client.connection().await.unwrap();
         assert!(!reused);
-        client.send(&mut conn, b"{\"p\":1}").await.unwrap();
-        let h = conn.read_head().await.unwrap();
+        let h = post(&client, &mut conn).await;
         assert_eq!(h.status, 200);
         assert_eq!(
             body_of(&mut conn, h.body).await.unwrap(),
@@ -797,8 +802,7 @@ mod tests {
         client.put_back(conn);
         let (mut conn, reused) = client.connection().await.unwrap();
         assert!(reused, "the pooled connection is handed out again");
-        client.send(&mut conn, b"{\"p\":1}").await.unwrap();
-        let h = conn.read_head().await.unwrap();
+        let h = post(&client, &mut conn).await;
         assert_eq!(h.status, 404);
         assert_eq!(
             body_of(&mut conn, h.body).await.unwrap(),
@@ -823,8 +827,7 @@ mod tests {
         .await;
         let client = Client::new(&url, 1).unwrap();
         let (mut conn, _) = client.connection().await.unwrap();
-        client.send(&mut conn, b"{\"p\":1}").await.unwrap();
-        let h = conn.read_head().await.unwrap();
+        let h = post(&client, &mut conn).await;
         let e = body_of(&mut conn, h.body).await.unwrap_err();
         assert!(
             matches!(e, HttpError::Closed { received: true, .. }),
@@ -835,8 +838,7 @@ mod tests {
         let url = serve(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil close"]).await;
         let client = Client::new(&url, 1).unwrap();
         let (mut conn, _) = client.connection().await.unwrap();
-        client.send(&mut conn, b"{\"p\":1}").await.unwrap();
-        let h = conn.read_head().await.unwrap();
+        let h = post(&client, &mut conn).await;
         assert!(!h.keep_alive);
         assert_eq!(
             body_of(&mut conn, h.body).await.unwrap(),
