@@ -284,15 +284,15 @@ fn inconclusive_is_reached_when_the_band_edge_falls_inside_the_interval() {
 }
 
 /// Bands for the real engine at concurrency 1 on a shared two-core
-/// machine: 20% on throughputs and on TPOT/ITL medians (the engine's own
-/// speed moves with whatever else the machine runs); 35% on the TTFT and
-/// E2EL medians, which carry the prompt phase: back-to-back runs of the same
+/// machine: 20% on throughputs and on the TPOT, ITL and E2EL medians (the
+/// engine's own speed moves with whatever else the machine runs); 35% on
+/// the TTFT median, the prompt phase alone: back-to-back runs of the same
 /// binary against one 1-thread engine here gave median TTFTs 13% apart, and
 /// the bootstrap interval of 32 requests adds its own width; 50% on p99 TTFT
 /// (of 32 requests: nearly their maximum). The 30% claim below must fall
-/// outside the throughput bands, so those cannot be wider.
+/// outside the throughput and E2EL bands, so those cannot be wider.
 const LLAMA_BANDS: &str = "tolerance = { output-throughput = 0.2, request-throughput = 0.2, \
-    median-ttft = 0.35, p99-ttft = 0.5, median-tpot = 0.2, median-itl = 0.2, median-e2el = 0.35 }\n";
+    median-ttft = 0.35, p99-ttft = 0.5, median-tpot = 0.2, median-itl = 0.2, median-e2el = 0.2 }\n";
 
 fn llama_world() -> (World, String) {
     let w = World::new("llamacpp-smollm2.toml", |t| {
@@ -370,7 +370,21 @@ fn verify_llama(w: &World, run: &Path, extra: &[&str]) -> std::process::Output {
         cache.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    niced(w, &args)
+    let o = niced(w, &args);
+    // INCONCLUSIVE (exit 6) is what machine noise gives when the engine's
+    // speed moves by about the band between the reported run and its
+    // re-runs (seen here: 22% on a shared two-core runner). An operator
+    // would verify again; so does the test, once. A wrong verdict
+    // (REPRODUCED for the 30% claim, NOT REPRODUCED on the same machine) is
+    // never retried.
+    if o.status.code() == Some(6) {
+        eprintln!(
+            "INCONCLUSIVE on a shared machine; verifying once more:\n{}",
+            stdout(&o)
+        );
+        return niced(w, &args);
+    }
+    o
 }
 
 #[test]
@@ -382,7 +396,8 @@ fn a_llamacpp_run_verified_on_the_same_machine_is_reproduced() {
     let o = verify_llama(&w, &runs[0], &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("overall: REPRODUCED"), "{}", stdout(&o));
-    assert_statement(&verdicts(&runs[0])[0], &runs[0], 2, "REPRODUCED");
+    let last = verdicts(&runs[0]).pop().unwrap();
+    assert_statement(&last, &runs[0], 2, "REPRODUCED");
 }
 
 /// Rewrites a run to claim `factor` times its throughput: every time moves
@@ -464,7 +479,7 @@ fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced()
         "{}",
         stdout(&o)
     );
-    let v = json(&verdicts(&run)[0]);
+    let v = json(&verdicts(&run).pop().unwrap());
     let e2el = v["predicate"]["metrics"]
         .as_array()
         .unwrap()
@@ -474,7 +489,7 @@ fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced()
         .clone();
     assert_eq!(e2el["verdict"], "NOT REPRODUCED", "{v}");
     // The verdict is signed too.
-    let verdict = verdicts(&run)[0].clone();
+    let verdict = verdicts(&run).pop().unwrap();
     let status = infermark::provenance::sign::check_envelope(
         &verdict,
         &[infermark::provenance::sign::load_public_key(&public).unwrap()],
