@@ -9,7 +9,7 @@
 //! maximum, which one scheduling hiccup moves, so it gets 50%.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::SystemTime;
 
 use infermark::metrics;
@@ -283,16 +283,137 @@ fn inconclusive_is_reached_when_the_band_edge_falls_inside_the_interval() {
     }
 }
 
-/// Bands for the real engine at concurrency 1 on a shared two-core
-/// machine: 20% on throughputs and on the TPOT, ITL and E2EL medians (the
-/// engine's own speed moves with whatever else the machine runs); 35% on
-/// the TTFT median, the prompt phase alone: back-to-back runs of the same
-/// binary against one 1-thread engine here gave median TTFTs 13% apart, and
-/// the bootstrap interval of 32 requests adds its own width; 50% on p99 TTFT
-/// (of 32 requests: nearly their maximum). The 30% claim below must fall
-/// outside the throughput and E2EL bands, so those cannot be wider.
-const LLAMA_BANDS: &str = "tolerance = { output-throughput = 0.2, request-throughput = 0.2, \
-    median-ttft = 0.35, p99-ttft = 0.5, median-tpot = 0.2, median-itl = 0.2, median-e2el = 0.2 }\n";
+/// Bands for the real engine at concurrency 1 on a shared two-core machine,
+/// where the engine's own speed moves by about 10% from one run to the next
+/// (back-to-back runs here: 23 to 29 output tokens/s) with whatever else the
+/// host runs. 14% on throughputs and on the TPOT, ITL and E2EL medians: the
+/// 30% claim below then sits as far outside the band (1.3 / 1.14 = 1.14) as
+/// a true run sits inside it, so the machine may move by up to about 10%
+/// either way before either verdict turns; 35% on the TTFT median (the
+/// prompt phase alone: medians 13% apart between back-to-back runs, plus
+/// the bootstrap interval of 32 requests); 50% on p99 TTFT (of 32 requests:
+/// nearly their maximum).
+const LLAMA_BANDS: [(&str, f64); 7] = [
+    ("output-throughput", 0.14),
+    ("request-throughput", 0.14),
+    ("median-ttft", 0.35),
+    ("p99-ttft", 0.5),
+    ("median-tpot", 0.14),
+    ("median-itl", 0.14),
+    ("median-e2el", 0.14),
+];
+
+/// The verdicts are measurements, so a machine whose speed moved by about a
+/// band between the reported run and its re-runs makes verify say so
+/// (rightly: the numbers did not reproduce there and then). Each llama.cpp
+/// scenario is therefore tried up to this many times, from a fresh reported
+/// run; a wrong verdict is excused only when the machine's own drift,
+/// measured apart from the code under test, was large (see `machine_drift`).
+const LLAMA_ATTEMPTS: usize = 3;
+
+/// A wrong verdict with the machine's drift at most this share of the
+/// bands is a failure outright: the machine held still enough for the
+/// verdict to be right.
+const STEADY: f64 = 0.5;
+
+fn llama_tolerance() -> String {
+    let bands: Vec<String> = LLAMA_BANDS
+        .iter()
+        .map(|(metric, band)| format!("{metric} = {band}"))
+        .collect();
+    format!("tolerance = {{ {} }}\n", bands.join(", "))
+}
+
+/// The figure of a summary that a verify metric judges.
+fn figure(s: &metrics::Summary, metric: &str) -> Option<f64> {
+    let l = &s.latency;
+    match metric {
+        "output-throughput" => s.throughput.output_tokens_per_s,
+        "request-throughput" => s.throughput.requests_per_s,
+        "median-ttft" => l.ttft.p50_ms,
+        "p99-ttft" => l.ttft.p99_ms,
+        "median-tpot" => l.tpot.p50_ms,
+        "median-itl" => l.itl.p50_ms,
+        "median-e2el" => l.e2el.p50_ms,
+        other => panic!("no figure for {other}"),
+    }
+}
+
+/// Which way the machine's speed may have moved to excuse a wrong verdict.
+#[derive(Clone, Copy)]
+enum Drift {
+    /// Either way: a true run is REPRODUCED only if nothing moved.
+    Either,
+    /// Re-runs faster than the reported run: only that can bring an
+    /// inflated claim back inside its bands.
+    Faster,
+}
+
+/// How far the machine's own speed moved over a verification: for each
+/// judged metric, the speed-up of the re-runs (mean of their figures)
+/// against the reported run as measured (before any edit), as a share of
+/// the metric's band; the largest share in the direction asked for. Read
+/// from the summaries on disk, not from the verdict, so excusing a verdict
+/// does not rest on the code under test.
+fn machine_drift(measured: &metrics::Summary, verdict: &Path, run: &Path, way: Drift) -> f64 {
+    let results = run.ancestors().nth(4).unwrap();
+    let v = json(verdict);
+    let reruns: Vec<metrics::Summary> = v["predicate"]["reproductions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let statement = results.join(r["uri"].as_str().unwrap());
+            metrics::read_summary(&statement.with_file_name("summary.json")).unwrap()
+        })
+        .collect();
+    if reruns.is_empty() {
+        return 0.0;
+    }
+    LLAMA_BANDS
+        .iter()
+        .map(|(metric, band)| {
+            let reported = figure(measured, metric).unwrap();
+            let figures: Vec<f64> = reruns.iter().map(|s| figure(s, metric).unwrap()).collect();
+            let mean = figures.iter().sum::<f64>() / figures.len() as f64;
+            let speedup = if metric.ends_with("-throughput") {
+                mean / reported
+            } else {
+                reported / mean
+            };
+            match way {
+                Drift::Either => (speedup - 1.0).abs() / band,
+                Drift::Faster => (speedup - 1.0).max(0.0) / band,
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// After a wrong verdict: fails unless the machine's drift excuses it and
+/// an attempt is left.
+fn excuse_drift(attempt: usize, measured: &metrics::Summary, run: &Path, way: Drift, o: &Output) {
+    let shown = format!("{}{}", stdout(o), stderr(o));
+    let verdict = verdicts(run)
+        .pop()
+        .unwrap_or_else(|| panic!("no verdict stored:\n{shown}"));
+    let drift = machine_drift(measured, &verdict, run, way);
+    assert!(
+        drift > STEADY,
+        "wrong verdict although the machine held still (drift {:.0}% of a band):\n{shown}",
+        drift * 100.0
+    );
+    assert!(
+        attempt < LLAMA_ATTEMPTS,
+        "in each of {LLAMA_ATTEMPTS} attempts the machine's speed moved by more than half a \
+         band between the reported run and its re-runs (last: {:.0}% of a band), so the \
+         verdicts, which follow the numbers, could not be checked:\n{shown}",
+        drift * 100.0
+    );
+    eprintln!(
+        "attempt {attempt}: the machine moved by {:.0}% of a band; again from a new reported run:\n{shown}",
+        drift * 100.0
+    );
+}
 
 fn llama_world() -> (World, String) {
     let w = World::new("llamacpp-smollm2.toml", |t| {
@@ -301,7 +422,10 @@ fn llama_world() -> (World, String) {
         // whenever anything else runs; one thread degrades in proportion.
         t.replace("requests-per-client = 4", "requests-per-client = 16")
             .replace(r#""-t", "2""#, r#""-t", "1""#)
-            .replace("repeats = 3\n", &format!("repeats = 2\n{LLAMA_BANDS}"))
+            .replace(
+                "repeats = 3\n",
+                &format!("repeats = 2\n{}", llama_tolerance()),
+            )
     });
     let o = w.infermark(&[
         "spec",
@@ -370,34 +494,25 @@ fn verify_llama(w: &World, run: &Path, extra: &[&str]) -> std::process::Output {
         cache.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let o = niced(w, &args);
-    // INCONCLUSIVE (exit 6) is what machine noise gives when the engine's
-    // speed moves by about the band between the reported run and its
-    // re-runs (seen here: 22% on a shared two-core runner). An operator
-    // would verify again; so does the test, once. A wrong verdict
-    // (REPRODUCED for the 30% claim, NOT REPRODUCED on the same machine) is
-    // never retried.
-    if o.status.code() == Some(6) {
-        eprintln!(
-            "INCONCLUSIVE on a shared machine; verifying once more:\n{}",
-            stdout(&o)
-        );
-        return niced(w, &args);
-    }
-    o
+    niced(w, &args)
 }
 
 #[test]
 fn a_llamacpp_run_verified_on_the_same_machine_is_reproduced() {
     let _heavy = heavy();
-    let (w, id) = llama_world();
-    let run = run_llama(&w, &id, &[]);
-    let runs = [run];
-    let o = verify_llama(&w, &runs[0], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("overall: REPRODUCED"), "{}", stdout(&o));
-    let last = verdicts(&runs[0]).pop().unwrap();
-    assert_statement(&last, &runs[0], 2, "REPRODUCED");
+    for attempt in 1..=LLAMA_ATTEMPTS {
+        let (w, id) = llama_world();
+        let run = run_llama(&w, &id, &[]);
+        let measured = metrics::read_summary(&run.join("summary.json")).unwrap();
+        let o = verify_llama(&w, &run, &[]);
+        if o.status.code() == Some(0) {
+            assert!(stdout(&o).contains("overall: REPRODUCED"), "{}", stdout(&o));
+            let last = verdicts(&run).pop().unwrap();
+            assert_statement(&last, &run, 2, "REPRODUCED");
+            return;
+        }
+        excuse_drift(attempt, &measured, &run, Drift::Either, &o);
+    }
 }
 
 /// Rewrites a run to claim `factor` times its throughput: every time moves
@@ -443,64 +558,78 @@ fn inflate(run: &Path, factor: f64) {
 #[test]
 fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced() {
     let _heavy = heavy();
-    let (w, id) = llama_world();
-    // Signed when run, and re-signed after the edit with the same trusted
-    // key: the signature vouches for the claim, the measurement refutes it.
-    let key = w.root().join("key");
-    let g = w.infermark(&["key", "generate", "--out", key.to_str().unwrap()]);
-    assert_eq!(g.status.code(), Some(0), "{}", stderr(&g));
-    let public = w.root().join("key.pub");
-    let run = run_llama(&w, &id, &["--sign-key", key.to_str().unwrap()]);
-    inflate(&run, 1.3);
-    let signer = infermark::provenance::sign::Signer::load(&key).unwrap();
-    infermark::provenance::sign::sign_statement_file(&run.join("provenance.json"), &signer)
-        .unwrap();
-    let a = w.infermark(&[
-        "audit",
-        run.to_str().unwrap(),
-        "--trust",
-        public.to_str().unwrap(),
-    ]);
-    assert_eq!(a.status.code(), Some(0), "{}", stdout(&a));
-    assert!(stdout(&a).contains("1 trusted"), "{}", stdout(&a));
-    let o = verify_llama(
-        &w,
-        &run,
-        &[
+    for attempt in 1..=LLAMA_ATTEMPTS {
+        let (w, id) = llama_world();
+        // Signed when run, and re-signed after the edit with the same
+        // trusted key: the signature vouches for the claim, the measurement
+        // refutes it.
+        let key = w.root().join("key");
+        let g = w.infermark(&["key", "generate", "--out", key.to_str().unwrap()]);
+        assert_eq!(g.status.code(), Some(0), "{}", stderr(&g));
+        let public = w.root().join("key.pub");
+        let run = run_llama(&w, &id, &["--sign-key", key.to_str().unwrap()]);
+        let measured = metrics::read_summary(&run.join("summary.json")).unwrap();
+        inflate(&run, 1.3);
+        let signer = infermark::provenance::sign::Signer::load(&key).unwrap();
+        infermark::provenance::sign::sign_statement_file(&run.join("provenance.json"), &signer)
+            .unwrap();
+        let a = w.infermark(&[
+            "audit",
+            run.to_str().unwrap(),
             "--trust",
             public.to_str().unwrap(),
-            "--sign-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
-    assert!(
-        stdout(&o).contains("overall: NOT REPRODUCED"),
-        "{}",
-        stdout(&o)
-    );
-    let v = json(&verdicts(&run).pop().unwrap());
-    let e2el = v["predicate"]["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["metric"] == "median-e2el")
-        .unwrap()
-        .clone();
-    assert_eq!(e2el["verdict"], "NOT REPRODUCED", "{v}");
-    // The verdict is signed too.
-    let verdict = verdicts(&run).pop().unwrap();
-    let status = infermark::provenance::sign::check_envelope(
-        &verdict,
-        &[infermark::provenance::sign::load_public_key(&public).unwrap()],
-    );
-    assert!(
-        matches!(
-            status,
-            infermark::provenance::sign::SignatureStatus::Trusted { .. }
-        ),
-        "{status:?}"
-    );
+        ]);
+        assert_eq!(a.status.code(), Some(0), "{}", stdout(&a));
+        assert!(stdout(&a).contains("1 trusted"), "{}", stdout(&a));
+        let o = verify_llama(
+            &w,
+            &run,
+            &[
+                "--trust",
+                public.to_str().unwrap(),
+                "--sign-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        if o.status.code() != Some(5) {
+            excuse_drift(attempt, &measured, &run, Drift::Faster, &o);
+            continue;
+        }
+        assert!(
+            stdout(&o).contains("overall: NOT REPRODUCED"),
+            "{}",
+            stdout(&o)
+        );
+        // Refuted on the claim's side: what was measured is slower than
+        // claimed, never faster.
+        let verdict = verdicts(&run).pop().unwrap();
+        let v = json(&verdict);
+        let refuted: Vec<&serde_json::Value> = v["predicate"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["verdict"] == "NOT REPRODUCED")
+            .collect();
+        assert!(!refuted.is_empty(), "{v}");
+        for m in refuted {
+            let ratio = m["ratio"].as_f64().unwrap();
+            let throughput = m["metric"].as_str().unwrap().ends_with("-throughput");
+            assert!(if throughput { ratio < 1.0 } else { ratio > 1.0 }, "{m}");
+        }
+        // The verdict is signed too.
+        let status = infermark::provenance::sign::check_envelope(
+            &verdict,
+            &[infermark::provenance::sign::load_public_key(&public).unwrap()],
+        );
+        assert!(
+            matches!(
+                status,
+                infermark::provenance::sign::SignatureStatus::Trusted { .. }
+            ),
+            "{status:?}"
+        );
+        return;
+    }
 }
 
 #[test]
