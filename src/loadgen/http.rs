@@ -10,7 +10,9 @@
 //! jitter. Here the task that owns the request reads its socket itself into a
 //! buffer the connection keeps, decodes the framing in place and hands the
 //! bytes on as borrowed slices: one wake-up and one read per arrival, nothing
-//! allocated, nothing locked.
+//! allocated, nothing locked. Each read is timed by the kernel's receive
+//! stamp of its data rather than by when the task got to run (see
+//! [`recv_stamped`]), so the client's own scheduling stays out of the times.
 //!
 //! Scope is what a benchmark client needs of RFC 9112: `http://` over TCP,
 //! one request at a time per connection (no pipelining), persistent
@@ -21,10 +23,11 @@
 
 use std::fmt;
 use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Bytes a connection reads at most at once; also the largest response head.
@@ -91,6 +94,8 @@ impl Client {
         stream
             .set_nodelay(true)
             .map_err(|e| HttpError::Connect(format!("setting TCP_NODELAY: {e}")))?;
+        enable_receive_stamps(&stream)
+            .map_err(|e| HttpError::Connect(format!("setting SO_TIMESTAMPNS: {e}")))?;
         Ok(Conn::new(stream))
     }
 
@@ -124,7 +129,7 @@ pub(crate) struct Conn {
     buf: Box<[u8]>,
     pos: usize,
     len: usize,
-    /// When the read that brought `buf[pos..len]` returned.
+    /// When the data of the read that brought `buf[pos..len]` arrived.
     arrived: Instant,
     /// Request bytes being written, kept for the next request.
     out: Vec<u8>,
@@ -206,8 +211,18 @@ impl Conn {
             self.len -= self.pos;
             self.pos = 0;
         }
-        let n = self.stream.read(&mut self.buf[self.len..]).await?;
-        self.arrived = Instant::now();
+        let (n, arrived) = loop {
+            self.stream.readable().await?;
+            let (stream, free) = (&self.stream, &mut self.buf[self.len..]);
+            match stream.try_io(Interest::READABLE, || {
+                recv_stamped(stream.as_raw_fd(), free)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => break result?,
+            }
+        };
+        // A clock stepped back between two reads must not reorder them.
+        self.arrived = arrived.max(self.arrived);
         self.len += n;
         Ok(n)
     }
@@ -250,8 +265,7 @@ impl Conn {
     }
 
     /// Decodes what is buffered, or else reads once and decodes that, giving
-    /// each piece of body data to `on_data` with the instant its read
-    /// returned.
+    /// each piece of body data to `on_data` with the instant it arrived.
     pub async fn read_body(
         &mut self,
         body: &mut Decoder,
@@ -290,6 +304,105 @@ impl Conn {
         } else {
             Body::More
         })
+    }
+}
+
+/// One `recvmsg` into `buf`, and when its data arrived: the kernel's
+/// receive timestamp of the last segment read (`SO_TIMESTAMPNS`, set at
+/// connect), carried over to the monotonic clock by its age, or the time the
+/// read returned where the kernel gave none.
+///
+/// The segment's stamp is taken as it enters this host's network stack (on
+/// loopback, in the sender's write), so a client busy elsewhere, or
+/// descheduled, when a token arrives still times it when it arrived. It is
+/// an upper bound for every byte of the read, and never later than the
+/// read's return: where a stall let several events pile up in one read,
+/// they all get the last one's arrival, which is what a read-time stamp
+/// would have given them at best.
+fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Instant)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg carrying a timespec (CMSG_SPACE(16) = 32 on 64-bit
+    // targets), u64-aligned as cmsghdr requires.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid (no name, no buffers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (over `buf`) and `control`, all live and
+    // writable for the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    let now = Instant::now();
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG_* walk stays within `msg_controllen` bytes of
+    // `control`, which the kernel filled; the payload is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                stamp = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(cmsg).cast::<libc::timespec>(),
+                ));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let arrived = stamp
+        .and_then(|stamp| age(stamp, realtime_now()?))
+        .and_then(|age| now.checked_sub(age))
+        .unwrap_or(now);
+    Ok((n as usize, arrived))
+}
+
+/// How long before `now` a realtime `stamp` was taken; `None` if it is in
+/// the future or implausibly old (a clock step), so the caller falls back
+/// to the read time.
+fn age(stamp: libc::timespec, now: libc::timespec) -> Option<Duration> {
+    let ns = |t: libc::timespec| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let age = ns(now) - ns(stamp);
+    (0..=MAX_STAMP_AGE_NS)
+        .contains(&age)
+        .then(|| Duration::from_nanos(age as u64))
+}
+
+/// Receive stamps older than this at their read are not believed.
+const MAX_STAMP_AGE_NS: i128 = 60 * 1_000_000_000;
+
+fn realtime_now() -> Option<libc::timespec> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    (unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } == 0).then_some(ts)
+}
+
+/// Asks the kernel to stamp every segment `stream` receives (see
+/// [`recv_stamped`]).
+fn enable_receive_stamps(stream: &TcpStream) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -562,6 +675,8 @@ fn decode_chunked(
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     /// Decodes `wire` split into pieces at `cuts`, returning the body and
@@ -817,6 +932,51 @@ mod tests {
             }) => {}
             other => panic!("expected a close before the head, got {other:?}"),
         }
+    }
+
+    // Multi-threaded so that the server task runs on a worker while the
+    // test's own thread is blocked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn data_that_arrives_while_the_client_is_busy_is_timed_at_its_arrival() {
+        let url = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"]).await;
+        let client = Client::new(&url, 1).unwrap();
+        let mut conn = client.connect().await.unwrap();
+        let sent = Instant::now();
+        client.send(&mut conn, b"{\"p\":1}").await.unwrap();
+        // Busy elsewhere: nothing reads the socket while the answer arrives.
+        std::thread::sleep(Duration::from_millis(300));
+        let woke = Instant::now();
+        let mut h = conn.read_head().await.unwrap();
+        let mut arrived = None;
+        let end = conn
+            .read_body(&mut h.body, |data, at| {
+                assert_eq!(data, b"hello");
+                arrived = Some(at);
+            })
+            .await
+            .unwrap();
+        assert!(matches!(end, Body::End { .. }), "{end:?}");
+        let arrived = arrived.unwrap();
+        assert!(arrived > sent);
+        // Timed by the kernel's receive stamp, not by the late read: on a
+        // read-time stamp this would be zero.
+        let late = woke.duration_since(arrived);
+        assert!(
+            late >= Duration::from_millis(200),
+            "{late:?} before the read"
+        );
+    }
+
+    #[test]
+    fn receive_stamps_from_the_future_or_long_ago_are_not_believed() {
+        let t = |tv_sec, tv_nsec| libc::timespec { tv_sec, tv_nsec };
+        assert_eq!(
+            age(t(100, 250), t(101, 0)),
+            Some(Duration::from_nanos(999_999_750))
+        );
+        assert_eq!(age(t(100, 0), t(100, 0)), Some(Duration::ZERO));
+        assert_eq!(age(t(101, 0), t(100, 0)), None);
+        assert_eq!(age(t(0, 0), t(61, 0)), None);
     }
 
     #[tokio::test]
