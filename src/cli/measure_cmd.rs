@@ -236,6 +236,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
         flat_out_streams: a.flat_out_streams,
         flat_out_tokens: a.flat_out_tokens,
         sim_cpus,
+        phase_locked: a.phase_locked,
     };
     let report = runtime()?.block_on(calibrate::calibrate(&opts))?;
     print!("{}", calibrate::render(&report));

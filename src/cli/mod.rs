@@ -420,6 +420,12 @@ pub struct CalibrateArgs {
     /// CPUs, the sim gets the last one and the client the others).
     #[arg(long)]
     pub shared_cpus: bool,
+    /// Start every stream's requests together and keep them the same length,
+    /// so that all streams end and are sent again at once, every time (by
+    /// default each stream's first request has a length drawn from
+    /// [1, --tokens], which spreads the ends as a steady state does).
+    #[arg(long)]
+    pub phase_locked: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,7 +52,8 @@ pub struct RequestRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "ChunkWire", into = "ChunkWire")]
 pub struct Chunk {
-    /// Arrival time, ns from the run origin.
+    /// Arrival time, ns from the run origin: the kernel's receive stamp of
+    /// the read that completed the chunk (see `loadgen::http`).
     pub t_ns: u64,
     /// Tokens this chunk carried (from the server's running usage count when
     /// it sends one, else 1 per token-bearing chunk).

@@ -42,6 +42,9 @@ pub struct CalibrateOptions {
     pub flat_out_tokens: u32,
     /// CPUs for the sim child; `None` shares the client's.
     pub sim_cpus: Option<Vec<usize>>,
+    /// Every stream's requests the same length from the same start, so
+    /// that all of them end, and are sent again, at once (see [`drive`]).
+    pub phase_locked: bool,
 }
 
 /// One concurrency level's figures.
@@ -233,6 +236,7 @@ async fn drive(
     streams: u32,
     tokens: u32,
     per_stream: u32,
+    phase_locked: bool,
 ) -> Result<(LoadOutcome, Duration, Duration), CalibrateError> {
     let params = WorkloadParams {
         api: Api::Completions,
@@ -247,7 +251,23 @@ async fn drive(
         seed: 0,
         model: "sim".to_string(),
     };
-    let requests = workload::generate(&params, 0, (streams * per_stream) as usize)?;
+    let full = workload::generate(&params, 0, (streams * per_stream) as usize)?;
+    // Unless phase-locked, each stream first gets one request of a length
+    // drawn from [1, tokens] (measured like the rest): the streams' request
+    // ends then fall apart over one request's duration, as in any steady
+    // state. Phase-locked, a thousand streams end and are sent again within
+    // the same few milliseconds at every turn, and what is measured is the
+    // client working off that one burst.
+    let mut measured = Vec::new();
+    if !phase_locked && tokens > 1 {
+        let spread = WorkloadParams {
+            range_ratio: 1.0 / f64::from(tokens),
+            seed: 1,
+            ..params.clone()
+        };
+        measured = workload::generate(&spread, 0, streams as usize)?.measured;
+    }
+    measured.extend(full.measured);
     // One short warmup request per stream opens the connections without
     // adding events or CPU time that the figures would have to exclude.
     let warmup = workload::generate(
@@ -265,7 +285,7 @@ async fn drive(
             concurrency: streams,
         },
         warmup: warmup.warmup,
-        measured: requests.measured,
+        measured,
         request_timeout: Duration::from_secs(120),
         duration: None,
         pool_size: streams as usize,
@@ -382,8 +402,14 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     {
         let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft, opts.sim_cpus.as_deref()).await?;
         for &streams in &opts.streams {
-            let (outcome, wall, cpu) =
-                drive(&sim.url, streams, opts.tokens, opts.requests_per_stream).await?;
+            let (outcome, wall, cpu) = drive(
+                &sim.url,
+                streams,
+                opts.tokens,
+                opts.requests_per_stream,
+                opts.phase_locked,
+            )
+            .await?;
             levels.push(level_report(
                 streams,
                 outcome.origin.monotonic_ns,
@@ -403,8 +429,14 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
         opts.sim_cpus.as_deref(),
     )
     .await?;
-    let (outcome, wall, cpu) =
-        drive(&sim.url, opts.flat_out_streams, opts.flat_out_tokens, 1).await?;
+    let (outcome, wall, cpu) = drive(
+        &sim.url,
+        opts.flat_out_streams,
+        opts.flat_out_tokens,
+        1,
+        true,
+    )
+    .await?;
     let measured: Vec<&RequestRecord> = outcome.records.iter().filter(|r| !r.warmup).collect();
     let events: u64 = measured.iter().map(|r| r.chunks.len() as u64).sum();
     let wall = measured_window(&measured).unwrap_or(wall);

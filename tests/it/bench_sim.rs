@@ -210,9 +210,44 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
     for (level, streams) in levels.iter().zip([1u64, 8]) {
         assert_eq!(level["streams"], streams);
         assert_eq!(level["failed"], 0);
-        assert_eq!(level["requests"], streams * 2);
-        assert_eq!(level["events"], streams * 2 * 20);
+        // Each stream's first request, of 1 to 20 tokens, spreads the
+        // streams' phases; then two of exactly 20.
+        assert_eq!(level["requests"], streams * 3);
+        let events = level["events"].as_u64().unwrap();
+        assert!(
+            (streams * 41..=streams * 60).contains(&events),
+            "{events} events for {streams} streams"
+        );
     }
+    // Phase-locked: every request exactly --tokens long.
+    let locked = dir.path().join("locked.json");
+    let o = infermark(
+        dir.path(),
+        &[
+            "calibrate",
+            "--streams",
+            "8",
+            "--tokens",
+            "20",
+            "--requests-per-stream",
+            "2",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "2",
+            "--flat-out-streams",
+            "1",
+            "--flat-out-tokens",
+            "100",
+            "--phase-locked",
+            "--json",
+            locked.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let l: serde_json::Value = serde_json::from_slice(&std::fs::read(&locked).unwrap()).unwrap();
+    assert_eq!(l["levels"][0]["requests"], 16);
+    assert_eq!(l["levels"][0]["events"], 8 * 2 * 20);
     assert_eq!(r["flat_out"]["events"], 2 * 5000);
     let client: Vec<u64> = serde_json::from_value(r["client_cpus"].clone()).unwrap();
     let sim: Vec<u64> = serde_json::from_value(r["sim_cpus"].clone()).unwrap();
