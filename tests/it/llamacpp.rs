@@ -64,14 +64,15 @@ fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() 
         // carry two tokens: never more chunks than tokens, and every
         // difference is counted in the summary rather than hidden.
         assert!(chunk_tokens <= 32, "{r}");
-        if chunk_tokens != 32 {
+        // The summary counts measured requests only, like every metric.
+        if chunk_tokens != 32 && r["warmup"] == false {
             disagreeing += 1;
         }
     }
     assert_eq!(s["counts"]["token_disagreements"], disagreeing);
     assert!(
         disagreeing <= 4,
-        "usage and chunk counts agree for nearly every request ({disagreeing} of 20 differ)"
+        "usage and chunk counts agree for nearly every request ({disagreeing} of 16 differ)"
     );
     // 4 streams decode in parallel: the measurement window is well below the
     // serial sum of the requests' latencies.
