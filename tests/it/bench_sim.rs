@@ -178,34 +178,47 @@ fn the_open_loop_point_reproduces_its_schedule_and_bodies() {
 /// `calibrate` end to end at a small scale: every level's events arrive,
 /// none fail, and the sim ran on a CPU of its own where there are two.
 /// Its timings are benchmark output and not asserted.
+/// Runs `calibrate` small (20 tokens a request, 2 requests a stream, 5 ms
+/// TTFT, 2 ms ITL) with `extra` flags; returns its output and JSON report.
+fn small_calibrate(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let json = dir.join(format!("cal-{}.json", extra.join("")));
+    let mut args = vec![
+        "calibrate",
+        "--tokens",
+        "20",
+        "--requests-per-stream",
+        "2",
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = infermark(dir, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (o, r)
+}
+
 #[test]
 fn calibrate_counts_every_event_and_splits_the_cpus() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("cal.json");
-    let o = infermark(
+    let (o, r) = small_calibrate(
         dir.path(),
         &[
-            "calibrate",
             "--streams",
             "1,8",
-            "--tokens",
-            "20",
-            "--requests-per-stream",
-            "2",
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "2",
             "--flat-out-streams",
             "2",
             "--flat-out-tokens",
             "5000",
-            "--json",
-            json.to_str().unwrap(),
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let levels = r["levels"].as_array().unwrap();
     for (level, streams) in levels.iter().zip([1u64, 8]) {
         assert_eq!(level["streams"], streams);
@@ -220,32 +233,18 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
         );
     }
     // Phase-locked: every request exactly --tokens long.
-    let locked = dir.path().join("locked.json");
-    let o = infermark(
+    let (_, l) = small_calibrate(
         dir.path(),
         &[
-            "calibrate",
             "--streams",
             "8",
-            "--tokens",
-            "20",
-            "--requests-per-stream",
-            "2",
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "2",
             "--flat-out-streams",
             "1",
             "--flat-out-tokens",
             "100",
             "--phase-locked",
-            "--json",
-            locked.to_str().unwrap(),
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let l: serde_json::Value = serde_json::from_slice(&std::fs::read(&locked).unwrap()).unwrap();
     assert_eq!(l["levels"][0]["requests"], 16);
     assert_eq!(l["levels"][0]["events"], 8 * 2 * 20);
     assert_eq!(r["flat_out"]["events"], 2 * 5000);
