@@ -1,8 +1,10 @@
 //! Which hardware class this machine is, and whether it fits a point.
 //!
 //! A device is recognised by its name containing a class's
-//! `device_name_fragment` (case-insensitive). When several fragments match,
-//! the longest wins, so `NVIDIA GB200` is a GB200 and not a B200. The machine's
+//! `device_name_fragment` (case-insensitive) at the start of a word, and none
+//! of the class's `device_name_excludes` as a word: `NVIDIA GH200 480GB` is
+//! not an H200, nor `NVIDIA H200 NVL` an H200 SXM. When several fragments
+//! match, the longest wins. The machine's
 //! class is the one its recognised devices agree on; devices no class knows
 //! (a display adapter next to the accelerators) are left out of it.
 
@@ -30,14 +32,33 @@ pub struct HardwareFit {
 }
 
 /// The class whose fragment is the longest one found in `name`, among the
-/// classes of `vendor`.
+/// classes of `vendor` (see the module's notes).
 pub fn class_for_device(vendor: Vendor, name: &str) -> Option<&'static HardwareClass> {
     let name = name.to_lowercase();
+    let words: Vec<&str> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
     CLASSES
         .iter()
         .filter(|c| c.vendor == vendor && !c.device_name_fragment.is_empty())
-        .filter(|c| name.contains(&c.device_name_fragment.to_lowercase()))
+        .filter(|c| starts_a_word(&name, &c.device_name_fragment.to_lowercase()))
+        .filter(|c| {
+            !c.device_name_excludes
+                .iter()
+                .any(|x| words.contains(&x.to_lowercase().as_str()))
+        })
         .max_by_key(|c| c.device_name_fragment.len())
+}
+
+/// Whether `fragment` occurs in `name` where a word begins.
+fn starts_a_word(name: &str, fragment: &str) -> bool {
+    name.match_indices(fragment).any(|(i, _)| {
+        name[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_ascii_alphanumeric())
+    })
 }
 
 /// Every accelerator as (vendor, reported name).
@@ -189,6 +210,12 @@ mod tests {
                 Some("nvidia-a100-sxm"),
             ),
             (Vendor::Nvidia, "NVIDIA H100 PCIe", None),
+            // Other products that carry a class's fragment.
+            (Vendor::Nvidia, "NVIDIA GH200 480GB", None),
+            (Vendor::Nvidia, "NVIDIA GH200 144G HBM3e", None),
+            (Vendor::Nvidia, "NVIDIA H200 NVL", None),
+            (Vendor::Nvidia, "NVIDIA A100-SXM4-40GB", None),
+            (Vendor::Nvidia, "NVIDIA A100 80GB PCIe", None),
             (Vendor::Nvidia, "NVIDIA L40S", None),
             (Vendor::Amd, "AMD Instinct MI300X", Some("amd-mi300x")),
             (Vendor::Amd, "AMD Instinct MI325X", Some("amd-mi325x")),

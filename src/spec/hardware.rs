@@ -25,8 +25,12 @@ pub struct HardwareClass {
     pub memory_gib: u32,
     /// Most devices of this class in one node (0 for CPU).
     pub max_gpus: u32,
-    /// Case-insensitive fragment of the device name the driver reports.
+    /// Case-insensitive fragment of the device name the driver reports; it
+    /// must start a word of the name (`H200` is not in `GH200`).
     pub device_name_fragment: &'static str,
+    /// Words (case-insensitive) that mark a name as another product with
+    /// the same fragment: a PCIe/NVL card, a smaller memory size.
+    pub device_name_excludes: &'static [&'static str],
 }
 
 /// Every class infermark knows. Adding hardware means adding a row here.
@@ -38,6 +42,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 80,
         max_gpus: 8,
         device_name_fragment: "A100-SXM",
+        device_name_excludes: &["40GB"],
     },
     HardwareClass {
         id: "nvidia-h100-sxm",
@@ -46,6 +51,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 80,
         max_gpus: 8,
         device_name_fragment: "H100 80GB HBM3",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "nvidia-h200-sxm",
@@ -54,6 +60,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 141,
         max_gpus: 8,
         device_name_fragment: "H200",
+        device_name_excludes: &["NVL"],
     },
     HardwareClass {
         id: "nvidia-b200",
@@ -62,6 +69,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 180,
         max_gpus: 8,
         device_name_fragment: "B200",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "nvidia-gb200",
@@ -70,6 +78,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 186,
         max_gpus: 4,
         device_name_fragment: "GB200",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "amd-mi300x",
@@ -78,6 +87,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 192,
         max_gpus: 8,
         device_name_fragment: "MI300X",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "amd-mi325x",
@@ -86,6 +96,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 256,
         max_gpus: 8,
         device_name_fragment: "MI325X",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "amd-mi355x",
@@ -94,6 +105,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 288,
         max_gpus: 8,
         device_name_fragment: "MI355X",
+        device_name_excludes: &[],
     },
     HardwareClass {
         id: "cpu",
@@ -102,6 +114,7 @@ pub const CLASSES: &[HardwareClass] = &[
         memory_gib: 0,
         max_gpus: 0,
         device_name_fragment: "",
+        device_name_excludes: &[],
     },
 ];
 
