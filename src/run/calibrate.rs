@@ -69,6 +69,101 @@ pub struct LevelReport {
     pub itl_vs_nominal_std_ms: f64,
     pub events_per_s: f64,
     pub client_cpu_us_per_event: f64,
+    /// What the machine took from client and sim while the level ran;
+    /// `None` where `/proc` does not tell.
+    pub interference: Option<Interference>,
+}
+
+/// Time the machine took away from the client and the sim during a level.
+///
+/// On a virtual machine the hypervisor pauses a virtual CPU now and then
+/// (steal time); measured on the two-core machines infermark is tested on,
+/// each virtual CPU stops for over 5 ms a few times in half a minute, and
+/// for up to about 8 ms. A pause of the client's CPU lets the next chunk of
+/// a stream arrive before the last one is read; the kernel then merges the
+/// two in the socket's receive queue under the later one's stamp, and
+/// nothing in user space can tell them apart. These figures say whether a
+/// level's outliers coincide with such time.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Interference {
+    /// Steal time of the client's CPUs (`/proc/stat`), ms: resolution one
+    /// clock tick (10 ms where USER_HZ is 100).
+    pub steal_client_ms: f64,
+    /// The same for the sim's CPUs (the client's where they share).
+    pub steal_sim_ms: f64,
+    /// Time the client's threads were runnable but waited for their CPU
+    /// (`/proc/PID/task/*/schedstat`), ms: other tasks on it.
+    pub run_wait_client_ms: f64,
+    /// The same for the sim's threads.
+    pub run_wait_sim_ms: f64,
+}
+
+/// Counters behind [`Interference`], read before and after a level.
+#[derive(Debug, Clone, Copy)]
+struct InterferenceCounters {
+    steal_client_ticks: u64,
+    steal_sim_ticks: u64,
+    run_wait_client_ns: u64,
+    run_wait_sim_ns: u64,
+}
+
+impl InterferenceCounters {
+    fn read(client_cpus: &[usize], sim_cpus: &[usize], sim_pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        Some(InterferenceCounters {
+            steal_client_ticks: steal_ticks(&stat, client_cpus)?,
+            steal_sim_ticks: steal_ticks(&stat, sim_cpus)?,
+            run_wait_client_ns: run_wait_ns(std::process::id())?,
+            run_wait_sim_ns: run_wait_ns(sim_pid)?,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Interference {
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let tick_ms = |a: u64, b: u64| a.saturating_sub(b) as f64 * 1000.0 / hz;
+        let ns_ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6;
+        Interference {
+            steal_client_ms: tick_ms(self.steal_client_ticks, before.steal_client_ticks),
+            steal_sim_ms: tick_ms(self.steal_sim_ticks, before.steal_sim_ticks),
+            run_wait_client_ms: ns_ms(self.run_wait_client_ns, before.run_wait_client_ns),
+            run_wait_sim_ms: ns_ms(self.run_wait_sim_ns, before.run_wait_sim_ns),
+        }
+    }
+}
+
+/// Steal ticks summed over `cpus`, from the text of `/proc/stat` (the
+/// eighth number of each `cpuN` line); `None` if a CPU's line is missing or
+/// has no steal field.
+fn steal_ticks(stat: &str, cpus: &[usize]) -> Option<u64> {
+    let mut total = 0;
+    for &cpu in cpus {
+        let name = format!("cpu{cpu}");
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        total += line.split_whitespace().nth(8)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Nanoseconds the threads of process `pid` have waited on a run queue:
+/// the second field of each `/proc/PID/task/TID/schedstat`.
+fn run_wait_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        // A thread that ended since the listing is simply not counted.
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            total += schedstat_wait_ns(&text)?;
+        }
+    }
+    Some(total)
+}
+
+/// The run-queue wait of one `schedstat` line (`run_ns wait_ns slices`).
+fn schedstat_wait_ns(line: &str) -> Option<u64> {
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The flat-out run: the most events the client ingests.
@@ -393,6 +488,7 @@ pub fn level_report(
                 .as_secs_f64()
                 .max(1e-9),
         client_cpu_us_per_event: cpu.as_secs_f64() * 1e6 / (events.max(1) as f64),
+        interference: None,
     }
 }
 
@@ -401,7 +497,12 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     let mut levels = Vec::new();
     {
         let sim = start_sim(&opts.sim_exe, opts.itl, opts.ttft, opts.sim_cpus.as_deref()).await?;
+        let client_cpus = allowed_cpus();
+        let sim_cpus = opts.sim_cpus.clone().unwrap_or_else(|| client_cpus.clone());
+        let counters =
+            || InterferenceCounters::read(&client_cpus, &sim_cpus, sim.child.id().unwrap_or(0));
         for &streams in &opts.streams {
+            let before = counters();
             let (outcome, wall, cpu) = drive(
                 &sim.url,
                 streams,
@@ -410,7 +511,8 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
                 opts.phase_locked,
             )
             .await?;
-            levels.push(level_report(
+            let after = counters();
+            let mut level = level_report(
                 streams,
                 outcome.origin.monotonic_ns,
                 &outcome.records,
@@ -418,7 +520,9 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
                 opts.itl,
                 wall,
                 cpu,
-            ));
+            );
+            level.interference = before.zip(after).map(|(b, a)| a.since(&b));
+            levels.push(level);
         }
         drop(sim.child);
     }
@@ -496,6 +600,18 @@ pub fn render(r: &CalibrationReport) -> String {
             l.itl_vs_nominal_std_ms,
         ));
     }
+    for l in &r.levels {
+        if let Some(i) = &l.interference {
+            s.push_str(&format!(
+                "{:>8} streams: machine took {:.0} ms (steal) + {:.1} ms (run queue) from the client, {:.0} + {:.1} ms from the sim\n",
+                l.streams,
+                i.steal_client_ms,
+                i.run_wait_client_ms,
+                i.steal_sim_ms,
+                i.run_wait_sim_ms
+            ));
+        }
+    }
     if r.sim_cpus.is_empty() {
         s.push_str(&format!(
             "client and sim shared CPUs {:?} (the sim at nice {SIM_NICE})\n",
@@ -513,12 +629,60 @@ pub fn render(r: &CalibrationReport) -> String {
         f.streams, f.events, f.wall_s, f.events_per_s, f.client_cpu_s, f.events_per_cpu_s
     ));
     s.push_str("ttft/itl/deliv: client receive time against the sim's send stamp on the same clock; vs nominal: TTFT p50 excess / ITL RMS around the nominal, which include the sim's own timer\n");
+    s.push_str("machine took: steal is time the hypervisor paused those CPUs (in clock ticks); run queue is time the threads were ready but other tasks had the CPU\n");
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_and_run_queue_waits_are_read_from_proc_text() {
+        let stat = "cpu  366303 0 37048 1989040 996 0 5492 9644 0 0\n\
+                    cpu0 183000 0 18000 990000 500 0 2700 4799 0 0\n\
+                    cpu1 183303 0 19048 999040 496 0 2792 4845 0 0\n\
+                    cpu10 1 0 1 1 0 0 0 7 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(steal_ticks(stat, &[0]), Some(4799));
+        assert_eq!(steal_ticks(stat, &[1]), Some(4845));
+        assert_eq!(steal_ticks(stat, &[0, 1]), Some(9644));
+        assert_eq!(steal_ticks(stat, &[10]), Some(7), "cpu10 is not cpu1");
+        assert_eq!(steal_ticks(stat, &[2]), None, "no line for cpu2");
+        assert_eq!(steal_ticks("cpu0 1 2 3\n", &[0]), None, "no steal field");
+        assert_eq!(schedstat_wait_ns("81234567 4500123 977\n"), Some(4_500_123));
+        assert_eq!(schedstat_wait_ns("81234567\n"), None);
+    }
+
+    #[test]
+    fn interference_is_the_growth_of_the_counters() {
+        let c = |steal_c, steal_s, wait_c, wait_s| InterferenceCounters {
+            steal_client_ticks: steal_c,
+            steal_sim_ticks: steal_s,
+            run_wait_client_ns: wait_c,
+            run_wait_sim_ns: wait_s,
+        };
+        // SAFETY: as in `since`.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let i = c(12, 7, 9_000_000, 2_500_000).since(&c(10, 7, 1_000_000, 500_000));
+        assert_eq!(i.steal_client_ms, 2.0 * 1000.0 / hz);
+        assert_eq!(i.steal_sim_ms, 0.0);
+        assert_eq!(i.run_wait_client_ms, 8.0);
+        assert_eq!(i.run_wait_sim_ms, 2.0);
+    }
+
+    #[test]
+    fn this_process_has_run_queue_counters() {
+        // Every thread's schedstat is readable: a sum, if only of zeros.
+        assert!(run_wait_ns(std::process::id()).is_some());
+        assert!(
+            steal_ticks(
+                &std::fs::read_to_string("/proc/stat").unwrap(),
+                &allowed_cpus()
+            )
+            .is_some()
+        );
+    }
 
     #[test]
     fn the_sim_gets_the_last_cpu_and_the_client_the_rest() {

@@ -231,6 +231,20 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
             (streams * 41..=streams * 60).contains(&events),
             "{events} events for {streams} streams"
         );
+        // What the machine took from client and sim, read from /proc for
+        // both processes (null if the sim's threads could not be found).
+        let took = &level["interference"];
+        for key in [
+            "steal_client_ms",
+            "steal_sim_ms",
+            "run_wait_client_ms",
+            "run_wait_sim_ms",
+        ] {
+            let ms = took[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {took}"));
+            assert!(ms >= 0.0, "{key}: {ms}");
+        }
     }
     // Phase-locked: every request exactly --tokens long.
     let (_, l) = small_calibrate(
@@ -257,6 +271,7 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
         assert_eq!(sim.len(), 1, "{sim:?}");
         assert!(!client.contains(&sim[0]), "{client:?} {sim:?}");
         assert!(text.contains("sim on CPUs"), "{text}");
+        assert!(text.contains("8 streams: machine took"), "{text}");
     } else {
         assert!(sim.is_empty(), "{sim:?}");
         assert!(text.contains("shared CPUs"), "{text}");
