@@ -218,10 +218,25 @@ impl Conn {
         let (n, arrived) = loop {
             self.stream.readable().await?;
             let (stream, free) = (&self.stream, &mut self.buf[self.len..]);
+            let room = free.len();
+            let mut drained = None;
             match stream.try_io(Interest::READABLE, || {
-                recv_stamped(stream.as_raw_fd(), free)
+                let (n, arrived) = recv_stamped(stream.as_raw_fd(), free)?;
+                if n > 0 && n < room {
+                    // A read short of the room drained the socket, so the
+                    // readiness is cleared now, as a WouldBlock clears it,
+                    // rather than by one more read only to be told so. Data
+                    // that arrives from here on raises readiness anew
+                    // (tokio clears only the readiness this read saw).
+                    drained = Some((n, arrived));
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok((n, arrived))
             }) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match drained {
+                    Some(read) => break read,
+                    None => continue,
+                },
                 result => break result?,
             }
         };
@@ -971,6 +986,49 @@ mod tests {
             late >= Duration::from_millis(200),
             "{late:?} before the read"
         );
+    }
+
+    // A read short of its room clears readiness without a further read (see
+    // `Conn::fill`); were a wake-up lost that way, this body would hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_body_written_in_many_small_paced_pieces_is_read_to_its_end() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = reqwest::Url::parse(&format!(
+            "http://{}/v1/completions",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        const PIECES: usize = 300;
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut socket, _) = listener.accept().unwrap();
+            socket.set_nodelay(true).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"{\"p\":1}") {
+                let n = socket.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            for i in 0..PIECES {
+                // Gaps from none to a fifth of a millisecond, so pieces land
+                // both while the client reads and after it has drained.
+                std::thread::sleep(Duration::from_micros((i % 3) as u64 * 100));
+                socket.write_all(b"1\r\nx\r\n").unwrap();
+            }
+            socket.write_all(b"0\r\n\r\n").unwrap();
+        });
+        let client = Client::new(&url, 1).unwrap();
+        let mut conn = client.connect().await.unwrap();
+        let h = post(&client, &mut conn).await;
+        let (body, _) = tokio::time::timeout(Duration::from_secs(20), body_of(&mut conn, h.body))
+            .await
+            .expect("the body stalled: a readiness event was lost")
+            .unwrap();
+        assert_eq!(body, vec![b'x'; PIECES]);
     }
 
     #[test]
