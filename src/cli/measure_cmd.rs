@@ -226,6 +226,21 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    // Also before the runtime: its threads must start in the namespace.
+    let fallback = if a.host_network {
+        None
+    } else {
+        run::netns::enter_private_loopback()
+            .err()
+            .map(|e| e.to_string())
+    };
+    let network = calibrate::Network {
+        private: !a.host_network && fallback.is_none(),
+        fallback,
+        namespace: std::fs::read_link("/proc/thread-self/ns/net")
+            .ok()
+            .map(|p| p.display().to_string()),
+    };
     let opts = calibrate::CalibrateOptions {
         sim_exe: exe,
         streams: a.streams.clone(),
@@ -237,6 +252,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
         flat_out_tokens: a.flat_out_tokens,
         sim_cpus,
         phase_locked: a.phase_locked,
+        network,
     };
     let report = runtime()?.block_on(calibrate::calibrate(&opts))?;
     print!("{}", calibrate::render(&report));

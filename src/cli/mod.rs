@@ -426,6 +426,12 @@ pub struct CalibrateArgs {
     /// [1, --tokens], which spreads the ends as a steady state does).
     #[arg(long)]
     pub phase_locked: bool,
+    /// Talk to the sim over the host's loopback, through whatever packet
+    /// filter the host has (by default client and sim get a network
+    /// namespace of their own, with only its loopback, where the kernel
+    /// allows it; the output says which).
+    #[arg(long)]
+    pub host_network: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,6 +45,21 @@ pub struct CalibrateOptions {
     /// Every stream's requests the same length from the same start, so
     /// that all of them end, and are sent again, at once (see [`drive`]).
     pub phase_locked: bool,
+    /// Which loopback client and sim talk over (set up by the caller before
+    /// the runtime starts; see [`super::netns`]).
+    pub network: Network,
+}
+
+/// The loopback of a calibration run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Network {
+    /// `true` in a network namespace of the run's own.
+    pub private: bool,
+    /// Why a private namespace was asked for and not had, if so.
+    pub fallback: Option<String>,
+    /// The namespace the run was in, as `/proc/self/ns/net` names it
+    /// (`net:[INODE]`).
+    pub namespace: Option<String>,
 }
 
 /// One concurrency level's figures.
@@ -186,6 +201,7 @@ pub struct CalibrationReport {
     pub ttft_ms: f64,
     pub itl_ms: f64,
     pub tokens: u32,
+    pub network: Network,
     pub levels: Vec<LevelReport>,
     pub flat_out: FlatOutReport,
 }
@@ -551,6 +567,7 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
         ttft_ms: opts.ttft.as_secs_f64() * 1000.0,
         itl_ms: opts.itl.as_secs_f64() * 1000.0,
         tokens: opts.tokens,
+        network: opts.network.clone(),
         levels,
         flat_out: FlatOutReport {
             streams: opts.flat_out_streams,
@@ -623,6 +640,15 @@ pub fn render(r: &CalibrationReport) -> String {
             r.client_cpus, r.sim_cpus
         ));
     }
+    s.push_str(&match (r.network.private, &r.network.fallback) {
+        (true, _) => "network: a namespace of its own, whose loopback no packet-filter rule of the host sees\n".to_string(),
+        (false, Some(why)) => format!(
+            "network: the host's loopback, through its packet filter (no namespace of its own: {why})\n"
+        ),
+        (false, None) => {
+            "network: the host's loopback, through its packet filter (--host-network)\n".to_string()
+        }
+    });
     let f = &r.flat_out;
     s.push_str(&format!(
         "flat out ({} streams, ITL 0): {} events in {:.2} s = {:.0} events/s; client CPU {:.2} s = {:.0} events per CPU-second\n",
@@ -652,6 +678,45 @@ mod tests {
         assert_eq!(steal_ticks("cpu0 1 2 3\n", &[0]), None, "no steal field");
         assert_eq!(schedstat_wait_ns("81234567 4500123 977\n"), Some(4_500_123));
         assert_eq!(schedstat_wait_ns("81234567\n"), None);
+    }
+
+    #[test]
+    fn the_table_says_which_loopback_the_run_was_on_and_why() {
+        let report = |private, fallback: Option<&str>| CalibrationReport {
+            client_cpus: vec![0],
+            sim_cpus: vec![1],
+            ttft_ms: 50.0,
+            itl_ms: 10.0,
+            tokens: 100,
+            network: Network {
+                private,
+                fallback: fallback.map(str::to_string),
+                namespace: Some("net:[4026531840]".into()),
+            },
+            levels: Vec::new(),
+            flat_out: FlatOutReport {
+                streams: 1,
+                events: 0,
+                wall_s: 0.0,
+                events_per_s: 0.0,
+                client_cpu_s: 0.0,
+                events_per_cpu_s: 0.0,
+            },
+        };
+        let network_line = |r: &CalibrationReport| {
+            render(r)
+                .lines()
+                .find(|l| l.starts_with("network: "))
+                .unwrap()
+                .to_string()
+        };
+        assert!(network_line(&report(true, None)).contains("a namespace of its own"));
+        assert!(network_line(&report(false, None)).ends_with("(--host-network)"));
+        let refused = network_line(&report(false, Some("Operation not permitted (os error 1)")));
+        assert!(
+            refused.ends_with("(no namespace of its own: Operation not permitted (os error 1))"),
+            "{refused}"
+        );
     }
 
     #[test]

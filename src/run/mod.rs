@@ -6,6 +6,7 @@
 //! started) and the full run pipeline (engines started by infermark).
 
 pub mod calibrate;
+pub mod netns;
 pub mod nightly;
 pub mod pipeline;
 

@@ -277,3 +277,96 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
         assert!(text.contains("shared CPUs"), "{text}");
     }
 }
+
+/// By default client and sim talk over the loopback of a network namespace
+/// of their own; `--host-network` keeps them on the host's. The report names
+/// the namespace the run was in, which is compared with the test's own.
+#[test]
+fn calibrate_runs_in_a_namespace_of_its_own_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = [
+        "--streams",
+        "4",
+        "--flat-out-streams",
+        "1",
+        "--flat-out-tokens",
+        "100",
+    ];
+    let (o, r) = small_calibrate(dir.path(), &small);
+    let ours = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(r["network"]["private"], true, "{}", r["network"]);
+    assert!(r["network"]["fallback"].is_null(), "{}", r["network"]);
+    let theirs = r["network"]["namespace"].as_str().unwrap();
+    assert!(theirs.starts_with("net:["), "{theirs}");
+    assert_ne!(theirs, ours);
+    assert!(
+        crate::support::stdout(&o).contains("network: a namespace of its own"),
+        "{}",
+        crate::support::stdout(&o)
+    );
+    let mut host = small.to_vec();
+    host.push("--host-network");
+    let (o, r) = small_calibrate(dir.path(), &host);
+    assert_eq!(r["network"]["private"], false);
+    assert!(r["network"]["fallback"].is_null(), "{}", r["network"]);
+    assert_eq!(r["network"]["namespace"], ours.as_str());
+    assert!(
+        crate::support::stdout(&o).contains("network: the host's loopback"),
+        "{}",
+        crate::support::stdout(&o)
+    );
+}
+
+/// The unprivileged path: as user `nobody` (via util-linux `setpriv`, run
+/// as root), calibrate still gets a namespace of its own, and the report it
+/// writes belongs to that user.
+#[test]
+fn calibrate_gets_a_private_loopback_without_privileges() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop to another user (setpriv)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A copy nobody can execute, wherever the build directory is.
+    let exe = dir.path().join("infermark");
+    std::fs::copy(env!("CARGO_BIN_EXE_infermark"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let json = dir.path().join("cal.json");
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "calibrate",
+            "--streams",
+            "4",
+            "--tokens",
+            "20",
+            "--requests-per-stream",
+            "1",
+            "--flat-out-streams",
+            "1",
+            "--flat-out-tokens",
+            "100",
+            "--json",
+        ])
+        .arg(&json)
+        .current_dir(dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["network"]["private"], true, "{}", r["network"]);
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        r["network"]["namespace"],
+        ours.display().to_string().as_str()
+    );
+    assert_eq!(r["levels"][0]["failed"], 0);
+    assert_eq!(std::fs::metadata(&json).unwrap().uid(), 65534);
+}
