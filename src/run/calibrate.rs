@@ -11,6 +11,7 @@
 //! where the host has two or more ([`split_cpus`]). Timings are printed,
 //! never asserted.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -87,6 +88,17 @@ pub struct LevelReport {
     /// What the machine took from client and sim while the level ran;
     /// `None` where `/proc` does not tell.
     pub interference: Option<Interference>,
+    /// The other tasks of the machine that ran longest meanwhile (at most
+    /// three, each 1 ms or more), by name.
+    pub busiest_others: Vec<OtherTask>,
+}
+
+/// CPU time a task outside client and sim had during a level: by name, the
+/// threads of one name summed (`/proc/PID/task/TID/comm` and `schedstat`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OtherTask {
+    pub name: String,
+    pub cpu_ms: f64,
 }
 
 /// Time the machine took away from the client and the sim during a level.
@@ -179,6 +191,70 @@ fn run_wait_ns(pid: u32) -> Option<u64> {
 /// The run-queue wait of one `schedstat` line (`run_ns wait_ns slices`).
 fn schedstat_wait_ns(line: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Time on CPU of every thread of the machine, by thread id, with its name:
+/// all processes but those in `exclude`. Threads that end while the listing
+/// is read are left out.
+fn task_run_ns(exclude: &[u32]) -> HashMap<u32, (String, u64)> {
+    let mut tasks = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return tasks;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(threads) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in threads.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let run = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+            let name = std::fs::read_to_string(t.path().join("comm"));
+            if let (Some(run), Ok(name)) = (run, name) {
+                tasks.insert(tid, (name.trim_end().to_string(), run));
+            }
+        }
+    }
+    tasks
+}
+
+/// The `n` names whose threads ran longest between two [`task_run_ns`]
+/// listings, each at least 1 ms, under the name it has in `after`; a thread
+/// new in `after` counts in full.
+fn busiest(
+    before: &HashMap<u32, (String, u64)>,
+    after: &HashMap<u32, (String, u64)>,
+    n: usize,
+) -> Vec<OtherTask> {
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for (tid, (name, run)) in after {
+        // By id alone: a kernel worker's name changes with the work it
+        // runs. (An id reused by a new thread meanwhile counts as nothing.)
+        let earlier = before.get(tid).map_or(0, |(_, r)| *r);
+        *by_name.entry(name).or_default() += run.saturating_sub(earlier);
+    }
+    let mut ranked: Vec<(&str, u64)> = by_name
+        .into_iter()
+        .filter(|&(_, ns)| ns >= 1_000_000)
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(n)
+        .map(|(name, ns)| OtherTask {
+            name: name.to_string(),
+            cpu_ms: ns as f64 / 1e6,
+        })
+        .collect()
 }
 
 /// The flat-out run: the most events the client ingests.
@@ -505,6 +581,7 @@ pub fn level_report(
                 .max(1e-9),
         client_cpu_us_per_event: cpu.as_secs_f64() * 1e6 / (events.max(1) as f64),
         interference: None,
+        busiest_others: Vec::new(),
     }
 }
 
@@ -518,6 +595,8 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
         let counters =
             || InterferenceCounters::read(&client_cpus, &sim_cpus, sim.child.id().unwrap_or(0));
         for &streams in &opts.streams {
+            let exclude = [std::process::id(), sim.child.id().unwrap_or(0)];
+            let others_before = task_run_ns(&exclude);
             let before = counters();
             let (outcome, wall, cpu) = drive(
                 &sim.url,
@@ -528,6 +607,7 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
             )
             .await?;
             let after = counters();
+            let others = busiest(&others_before, &task_run_ns(&exclude), 3);
             let mut level = level_report(
                 streams,
                 outcome.origin.monotonic_ns,
@@ -538,6 +618,7 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
                 cpu,
             );
             level.interference = before.zip(after).map(|(b, a)| a.since(&b));
+            level.busiest_others = others;
             levels.push(level);
         }
         drop(sim.child);
@@ -626,6 +707,18 @@ pub fn render(r: &CalibrationReport) -> String {
                 i.run_wait_client_ms,
                 i.steal_sim_ms,
                 i.run_wait_sim_ms
+            ));
+        }
+        if !l.busiest_others.is_empty() {
+            let others: Vec<String> = l
+                .busiest_others
+                .iter()
+                .map(|o| format!("{} {:.1} ms", o.name, o.cpu_ms))
+                .collect();
+            s.push_str(&format!(
+                "{:>8} streams: other tasks that ran longest: {}\n",
+                l.streams,
+                others.join(", ")
             ));
         }
     }
@@ -717,6 +810,76 @@ mod tests {
             refused.ends_with("(no namespace of its own: Operation not permitted (os error 1))"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn the_busiest_other_tasks_are_ranked_by_growth_and_grouped_by_name() {
+        let listing = |rows: &[(u32, &str, u64)]| -> HashMap<u32, (String, u64)> {
+            rows.iter()
+                .map(|&(tid, name, ms)| (tid, (name.to_string(), ms * 1_000_000)))
+                .collect()
+        };
+        let before = listing(&[
+            (1, "containerd", 100),
+            (2, "containerd", 50),
+            (3, "kdamond.0", 900),
+            (4, "rcu_preempt", 7),
+            (5, "sshd", 10),
+        ]);
+        let after = listing(&[
+            (1, "containerd", 104),
+            (2, "containerd", 52),
+            (3, "kdamond.0", 911),
+            (4, "rcu_preempt", 7),
+            // A thread that started meanwhile counts in full; a kernel
+            // worker renamed after its current work counts by its id.
+            (6, "kworker/0:1-events", 3),
+            (5, "sshd-session", 12),
+        ]);
+        let top = busiest(&before, &after, 3);
+        let named: Vec<(&str, f64)> = top.iter().map(|o| (o.name.as_str(), o.cpu_ms)).collect();
+        assert_eq!(
+            named,
+            [
+                ("kdamond.0", 11.0),
+                ("containerd", 6.0),
+                ("kworker/0:1-events", 3.0)
+            ]
+        );
+        assert_eq!(
+            busiest(&before, &after, 10).len(),
+            4,
+            "under 1 ms is left out"
+        );
+    }
+
+    #[test]
+    fn a_busy_process_shows_among_the_other_tasks_and_this_one_does_not() {
+        let me = std::process::id();
+        let before = task_run_ns(&[me]);
+        assert!(!before.is_empty(), "/proc lists the machine's threads");
+        let mut spinner = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = task_run_ns(&[me]);
+        spinner.kill().unwrap();
+        spinner.wait().unwrap();
+        assert!(
+            after
+                .keys()
+                .all(|tid| !std::path::Path::new(&format!("/proc/{me}/task/{tid}")).exists()),
+            "this process's threads are excluded"
+        );
+        let top = busiest(&before, &after, 50);
+        let sh = top
+            .iter()
+            .find(|o| o.name == "sh")
+            .expect("the spinner ran");
+        // A busy loop for 300 ms on a machine of two or more CPUs gets far
+        // more than this unless the machine is saturated.
+        assert!(sh.cpu_ms >= 30.0, "{top:?}");
     }
 
     #[test]

@@ -245,6 +245,21 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
                 .unwrap_or_else(|| panic!("{key}: {took}"));
             assert!(ms >= 0.0, "{key}: {ms}");
         }
+        // Other tasks of the machine that ran meanwhile: names with their
+        // time, at most three, longest first, never the client's or the
+        // sim's main thread (other processes may have tokio threads too).
+        let others = level["busiest_others"].as_array().unwrap();
+        assert!(others.len() <= 3, "{others:?}");
+        let ms: Vec<f64> = others
+            .iter()
+            .map(|o| o["cpu_ms"].as_f64().unwrap())
+            .collect();
+        assert!(ms.iter().all(|&t| t >= 1.0), "{others:?}");
+        assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{others:?}");
+        assert!(
+            others.iter().all(|o| o["name"] != "infermark"),
+            "{others:?}"
+        );
     }
     // Phase-locked: every request exactly --tokens long.
     let (_, l) = small_calibrate(
