@@ -256,6 +256,23 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     };
     let report = runtime()?.block_on(calibrate::calibrate(&opts))?;
     print!("{}", calibrate::render(&report));
+    if !a.no_save {
+        let cache = a
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::engine::default_cache_dir);
+        let path = calibrate::save_last(&cache, &crate::probe::host().hostname, &report)
+            .with_context(|| {
+                format!(
+                    "failed to save the calibration as {} (--cache-dir DIR puts it elsewhere, --no-save skips it)",
+                    calibrate::last_path(&cache).display()
+                )
+            })?;
+        println!(
+            "saved as this host's last calibration: {} (attached to the environment.json of every run here)",
+            path.display()
+        );
+    }
     if let Some(path) = &a.json {
         let mut bytes = serde_json::to_vec_pretty(&report)?;
         bytes.push(b'\n');

@@ -432,6 +432,15 @@ pub struct CalibrateArgs {
     /// allows it; the output says which).
     #[arg(long)]
     pub host_network: bool,
+    /// Where the figures are saved as this host's last calibration
+    /// (`<dir>/calibration/last.json`), which every run on this host attaches
+    /// to its `environment.json`
+    /// [default: $INFERMARK_CACHE, else $XDG_CACHE_HOME/infermark, else ~/.cache/infermark]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not save the figures as this host's last calibration.
+    #[arg(long)]
+    pub no_save: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -506,6 +515,16 @@ pub fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // Warnings (a fact the probe could not read, a calibration not
+    // attached) go to stderr; RUST_LOG chooses more or less.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
     let result = match cli.command {
         Command::Spec(cmd) => spec_cmd::spec(cmd),
         Command::Lock(a) => lock_cmd::lock(a),

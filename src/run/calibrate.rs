@@ -12,7 +12,7 @@
 //! never asserted.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -661,6 +661,94 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     })
 }
 
+/// Format tag of a saved calibration.
+pub const SAVED_FORMAT: &str = "infermark.calibration/v1";
+
+/// Where a host's last calibration is kept: attached from there to the
+/// environment of every run on the host (DESIGN, "Calibration").
+pub fn last_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("calibration").join("last.json")
+}
+
+/// A calibration as saved and attached: the report with when, where and by
+/// which harness it was measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedCalibration {
+    pub format: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub hostname: String,
+    pub harness: crate::probe::Harness,
+    pub report: serde_json::Value,
+}
+
+/// Saves `report` as the host's last calibration (written whole or not at
+/// all: a temporary file renamed over the old one).
+pub fn save_last(
+    cache_dir: &Path,
+    hostname: &str,
+    report: &CalibrationReport,
+) -> std::io::Result<PathBuf> {
+    let saved = SavedCalibration {
+        format: SAVED_FORMAT.to_string(),
+        at: crate::provenance::rfc3339(std::time::SystemTime::now()),
+        hostname: hostname.to_string(),
+        harness: crate::probe::Harness::current(),
+        report: serde_json::to_value(report).map_err(std::io::Error::other)?,
+    };
+    let path = last_path(cache_dir);
+    let dir = path.parent().expect("last_path has a parent");
+    std::fs::create_dir_all(dir)?;
+    let mut bytes = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), bytes)?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(path)
+}
+
+/// Why a saved calibration is not attached.
+#[derive(Debug, thiserror::Error)]
+pub enum LastCalibrationError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: not a saved calibration ({reason}); run `infermark calibrate` again to replace it",
+        path.display()
+    )]
+    Malformed { path: PathBuf, reason: String },
+}
+
+/// This host's last calibration, if one was saved on it: `Ok(None)` when
+/// there is none or it was measured on another host (a cache directory
+/// shared between machines).
+pub fn load_last(
+    cache_dir: &Path,
+    hostname: &str,
+) -> Result<Option<SavedCalibration>, LastCalibrationError> {
+    let path = last_path(cache_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LastCalibrationError::Read { path, source }),
+    };
+    let saved: SavedCalibration =
+        serde_json::from_slice(&bytes).map_err(|e| LastCalibrationError::Malformed {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    if saved.format != SAVED_FORMAT {
+        return Err(LastCalibrationError::Malformed {
+            path,
+            reason: format!("format `{}`, expected `{SAVED_FORMAT}`", saved.format),
+        });
+    }
+    Ok((saved.hostname == hostname).then_some(saved))
+}
+
 /// The printed table.
 pub fn render(r: &CalibrationReport) -> String {
     let mut s = format!(
@@ -776,25 +864,12 @@ mod tests {
     #[test]
     fn the_table_says_which_loopback_the_run_was_on_and_why() {
         let report = |private, fallback: Option<&str>| CalibrationReport {
-            client_cpus: vec![0],
-            sim_cpus: vec![1],
-            ttft_ms: 50.0,
-            itl_ms: 10.0,
-            tokens: 100,
             network: Network {
                 private,
                 fallback: fallback.map(str::to_string),
                 namespace: Some("net:[4026531840]".into()),
             },
-            levels: Vec::new(),
-            flat_out: FlatOutReport {
-                streams: 1,
-                events: 0,
-                wall_s: 0.0,
-                events_per_s: 0.0,
-                client_cpu_s: 0.0,
-                events_per_cpu_s: 0.0,
-            },
+            ..small_report()
         };
         let network_line = |r: &CalibrationReport| {
             render(r)
@@ -880,6 +955,66 @@ mod tests {
         // A busy loop for 300 ms on a machine of two or more CPUs gets far
         // more than this unless the machine is saturated.
         assert!(sh.cpu_ms >= 30.0, "{top:?}");
+    }
+
+    fn small_report() -> CalibrationReport {
+        CalibrationReport {
+            client_cpus: vec![0],
+            sim_cpus: vec![1],
+            ttft_ms: 50.0,
+            itl_ms: 10.0,
+            tokens: 100,
+            network: Network {
+                private: true,
+                fallback: None,
+                namespace: None,
+            },
+            levels: Vec::new(),
+            flat_out: FlatOutReport {
+                streams: 8,
+                events: 800_000,
+                wall_s: 0.4,
+                events_per_s: 2e6,
+                client_cpu_s: 0.4,
+                events_per_cpu_s: 2e6,
+            },
+        }
+    }
+
+    #[test]
+    fn the_last_calibration_is_kept_per_host_and_a_bad_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            load_last(dir.path(), "node-a").unwrap().is_none(),
+            "none yet"
+        );
+        let path = save_last(dir.path(), "node-a", &small_report()).unwrap();
+        assert_eq!(path, last_path(dir.path()));
+        let saved = load_last(dir.path(), "node-a").unwrap().unwrap();
+        assert_eq!(saved.format, SAVED_FORMAT);
+        assert_eq!(saved.hostname, "node-a");
+        assert_eq!(saved.harness, crate::probe::Harness::current());
+        assert!(saved.at.ends_with('Z'), "{}", saved.at);
+        assert_eq!(saved.report["flat_out"]["events"], 800_000);
+        // Measured elsewhere (a cache shared between hosts): not this host's.
+        assert!(load_last(dir.path(), "node-b").unwrap().is_none());
+        // A second save replaces the first.
+        let mut other = small_report();
+        other.tokens = 7;
+        save_last(dir.path(), "node-a", &other).unwrap();
+        let saved = load_last(dir.path(), "node-a").unwrap().unwrap();
+        assert_eq!(saved.report["tokens"], 7);
+        std::fs::write(&path, "{ not json").unwrap();
+        let e = load_last(dir.path(), "node-a").unwrap_err().to_string();
+        assert!(e.contains(path.to_str().unwrap()), "{e}");
+        assert!(e.contains("infermark calibrate"), "{e}");
+        let wrong = serde_json::json!({
+            "format": "infermark.calibration/v0", "at": "2026-01-01T00:00:00Z",
+            "hostname": "node-a", "harness": crate::probe::Harness::current(), "report": {}
+        });
+        std::fs::write(&path, wrong.to_string()).unwrap();
+        let e = load_last(dir.path(), "node-a").unwrap_err().to_string();
+        assert!(e.contains("infermark.calibration/v0"), "{e}");
     }
 
     #[test]

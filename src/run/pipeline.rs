@@ -187,6 +187,14 @@ pub async fn run_points(
     // Loaded before any engine starts: a bad key fails the run up front.
     let signer = opts.sign_key.as_deref().map(Signer::load).transpose()?;
     let host = probe::host();
+    // The client's own error bars, as last measured on this host.
+    let calibration = match super::calibrate::load_last(&opts.cache_dir, &host.hostname) {
+        Ok(saved) => saved.map(|c| serde_json::to_value(c).expect("a calibration serializes")),
+        Err(e) => {
+            tracing::warn!("no calibration attached: {e}");
+            None
+        }
+    };
     let gpus = probe::gpus();
     let mut outcomes = Vec::new();
     for (n, group) in group(planned).into_iter().enumerate() {
@@ -249,6 +257,7 @@ pub async fn run_points(
             host: &host,
             gpus: &gpus,
             fit: &fit,
+            calibration: calibration.as_ref(),
             spec_dir: &spec_dir,
             log: &session.log,
             signer: signer.as_ref(),
@@ -305,6 +314,7 @@ struct PointContext<'a> {
     host: &'a HostFacts,
     gpus: &'a GpuFacts,
     fit: &'a HardwareFit,
+    calibration: Option<&'a serde_json::Value>,
     spec_dir: &'a Path,
     log: &'a Path,
     signer: Option<&'a Signer>,
@@ -361,13 +371,14 @@ async fn run_point(
         let dir = writer.dir();
         metrics::write_records(&dir.join("requests.jsonl"), &m.records)?;
         metrics::write_summary(&dir.join("summary.json"), &m.summary)?;
-        let env = Environment::new(
+        let mut env = Environment::new(
             ctx.host.clone(),
             ctx.gpus.clone(),
             energy,
             ctx.fit.clone(),
             engine_facts(engine.facts()),
         );
+        env.calibration = ctx.calibration.cloned();
         write(&dir.join("environment.json"), env.to_json().as_bytes())?;
         copy_log(ctx.log, dir)?;
         Ok(())

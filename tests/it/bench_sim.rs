@@ -197,6 +197,9 @@ fn small_calibrate(
         "2",
         "--json",
         json.to_str().unwrap(),
+        // Never over the last calibration of the machine running the tests.
+        "--cache-dir",
+        dir.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     let o = infermark(dir, &args);
@@ -371,6 +374,8 @@ fn calibrate_gets_a_private_loopback_without_privileges() {
             "--json",
         ])
         .arg(&json)
+        .arg("--cache-dir")
+        .arg(dir.path())
         .current_dir(dir.path())
         .output()
         .expect("setpriv (util-linux) runs");
@@ -384,4 +389,6 @@ fn calibrate_gets_a_private_loopback_without_privileges() {
     );
     assert_eq!(r["levels"][0]["failed"], 0);
     assert_eq!(std::fs::metadata(&json).unwrap().uid(), 65534);
+    let saved = dir.path().join("calibration/last.json");
+    assert_eq!(std::fs::metadata(&saved).unwrap().uid(), 65534);
 }

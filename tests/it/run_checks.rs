@@ -147,3 +147,112 @@ fn an_open_loop_sim_sweep_runs_into_audited_results_with_one_engine_start() {
         stdout(&audit)
     );
 }
+
+/// The host's last calibration rides along in every run's environment:
+/// `calibrate` saves it under the cache directory, `run` attaches it, and
+/// one measured on another host, or a damaged file, is not attached (the
+/// latter named in a warning), the run going on either way.
+#[test]
+fn runs_carry_this_hosts_last_calibration_in_their_environment() {
+    let dir = scratch("open.toml", &sim_experiment("[hardware]\nclass = \"cpu\""));
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let cal = infermark(
+        dir.path(),
+        &[
+            "calibrate",
+            "--streams",
+            "2",
+            "--tokens",
+            "10",
+            "--requests-per-stream",
+            "1",
+            "--flat-out-streams",
+            "1",
+            "--flat-out-tokens",
+            "100",
+            "--cache-dir",
+            cache_arg,
+        ],
+    );
+    assert_eq!(cal.status.code(), Some(0), "{}", stderr(&cal));
+    let saved_path = cache.join("calibration/last.json");
+    assert!(
+        stdout(&cal).contains(saved_path.to_str().unwrap()),
+        "{}",
+        stdout(&cal)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved_path).unwrap()).unwrap();
+    assert_eq!(saved["report"]["levels"][0]["streams"], 2);
+    // --no-save leaves it alone.
+    let again = infermark(
+        dir.path(),
+        &[
+            "calibrate",
+            "--streams",
+            "3",
+            "--tokens",
+            "10",
+            "--requests-per-stream",
+            "1",
+            "--flat-out-streams",
+            "1",
+            "--flat-out-tokens",
+            "100",
+            "--cache-dir",
+            cache_arg,
+            "--no-save",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let unchanged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved_path).unwrap()).unwrap();
+    assert_eq!(unchanged, saved);
+
+    let run = |name: &str| {
+        let results = dir.path().join(name);
+        let o = infermark(
+            dir.path(),
+            &[
+                "run",
+                "open.toml",
+                "--results",
+                results.to_str().unwrap(),
+                "--cache-dir",
+                cache_arg,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        let envs: Vec<serde_json::Value> = std::fs::read_dir(results.join("points"))
+            .unwrap()
+            .flatten()
+            .flat_map(|p| std::fs::read_dir(p.path().join("runs")).unwrap().flatten())
+            .map(|r| {
+                serde_json::from_slice(&std::fs::read(r.path().join("environment.json")).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(envs.len(), 2);
+        let audit = infermark(dir.path(), &["audit", results.to_str().unwrap()]);
+        assert_eq!(audit.status.code(), Some(0), "{}", stdout(&audit));
+        (o, envs)
+    };
+    let (_, envs) = run("attached");
+    for env in &envs {
+        assert_eq!(env["calibration"], saved, "{}", env["calibration"]);
+    }
+    // Measured on another host: not this one's error bars.
+    let mut elsewhere = saved.clone();
+    elsewhere["hostname"] = "some-other-host".into();
+    std::fs::write(&saved_path, elsewhere.to_string()).unwrap();
+    let (_, envs) = run("elsewhere");
+    assert!(envs.iter().all(|e| e["calibration"].is_null()));
+    // Damaged: the run goes on, the warning names the file and the fix.
+    std::fs::write(&saved_path, "{ truncated").unwrap();
+    let (o, envs) = run("damaged");
+    assert!(envs.iter().all(|e| e["calibration"].is_null()));
+    let err = stderr(&o);
+    assert!(err.contains(saved_path.to_str().unwrap()), "{err}");
+    assert!(err.contains("run `infermark calibrate` again"), "{err}");
+}
