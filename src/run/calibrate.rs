@@ -280,6 +280,32 @@ pub struct CalibrationReport {
     pub network: Network,
     pub levels: Vec<LevelReport>,
     pub flat_out: FlatOutReport,
+    /// The highest event rate among the levels whose p99 delivery error
+    /// stayed under 1 ms (DESIGN, "Calibration"); `None` if none did.
+    pub fastest_under_1ms_p99: Option<RateAt>,
+}
+
+/// An event rate and the level that reached it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateAt {
+    pub events_per_s: f64,
+    pub streams: u32,
+}
+
+/// The fastest of `(streams, p99 delivery error ms, events/s)` levels whose
+/// p99 is under `limit_ms`.
+fn fastest_within(
+    levels: impl IntoIterator<Item = (u32, f64, f64)>,
+    limit_ms: f64,
+) -> Option<RateAt> {
+    levels
+        .into_iter()
+        .filter(|&(_, p99, _)| p99 < limit_ms)
+        .map(|(streams, _, events_per_s)| RateAt {
+            events_per_s,
+            streams,
+        })
+        .max_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -642,6 +668,12 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
     let events: u64 = measured.iter().map(|r| r.chunks.len() as u64).sum();
     let wall = measured_window(&measured).unwrap_or(wall);
     drop(sim.child);
+    let fastest_under_1ms_p99 = fastest_within(
+        levels
+            .iter()
+            .map(|l| (l.streams, l.delivery_p99_ms, l.events_per_s)),
+        1.0,
+    );
     Ok(CalibrationReport {
         client_cpus: allowed_cpus(),
         sim_cpus: opts.sim_cpus.clone().unwrap_or_default(),
@@ -658,6 +690,7 @@ pub async fn calibrate(opts: &CalibrateOptions) -> Result<CalibrationReport, Cal
             client_cpu_s: cpu.as_secs_f64(),
             events_per_cpu_s: events as f64 / cpu.as_secs_f64().max(1e-9),
         },
+        fastest_under_1ms_p99,
     })
 }
 
@@ -830,6 +863,13 @@ pub fn render(r: &CalibrationReport) -> String {
             "network: the host's loopback, through its packet filter (--host-network)\n".to_string()
         }
     });
+    match r.fastest_under_1ms_p99 {
+        Some(f) => s.push_str(&format!(
+            "fastest level with p99 delivery error under 1 ms: {:.0} events/s ({} streams)\n",
+            f.events_per_s, f.streams
+        )),
+        None => s.push_str("no level kept its p99 delivery error under 1 ms\n"),
+    }
     let f = &r.flat_out;
     s.push_str(&format!(
         "flat out ({} streams, ITL 0): {} events in {:.2} s = {:.0} events/s; client CPU {:.2} s = {:.0} events per CPU-second\n",
@@ -978,7 +1018,35 @@ mod tests {
                 client_cpu_s: 0.4,
                 events_per_cpu_s: 2e6,
             },
+            fastest_under_1ms_p99: None,
         }
+    }
+
+    #[test]
+    fn the_fastest_level_within_the_p99_limit_is_reported() {
+        let levels = [
+            (1, 0.004, 98.0),
+            (100, 0.006, 9_800.0),
+            (1000, 3.2, 80_000.0),
+        ];
+        assert_eq!(
+            fastest_within(levels, 1.0),
+            Some(RateAt {
+                events_per_s: 9_800.0,
+                streams: 100
+            })
+        );
+        assert_eq!(fastest_within(levels, 5.0).unwrap().streams, 1000);
+        assert_eq!(fastest_within(levels, 0.001), None);
+        let table = render(&CalibrationReport {
+            fastest_under_1ms_p99: fastest_within(levels, 1.0),
+            ..small_report()
+        });
+        assert!(
+            table.contains("under 1 ms: 9800 events/s (100 streams)"),
+            "{table}"
+        );
+        assert!(render(&small_report()).contains("no level kept its p99"));
     }
 
     #[test]
