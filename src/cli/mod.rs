@@ -552,9 +552,16 @@ pub fn main() -> ExitCode {
 
 /// Invalid input gets 2, an unpinned point 3; everything else that failed gets 1.
 fn code_for(e: &anyhow::Error) -> u8 {
-    if e.chain()
-        .any(|c| matches!(c.downcast_ref(), Some(crate::run::RunError::Unpinned(_))))
-    {
+    // Unpinned in the plan, or found unpinned when the engine is checked
+    // (verify's pin check of a container point without a digest).
+    let unpinned = e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(crate::run::RunError::Unpinned(_)))
+            || matches!(
+                c.downcast_ref(),
+                Some(crate::engine::EngineError::Unpinned { .. })
+            )
+    });
+    if unpinned {
         return exit::UNPINNED;
     }
     let invalid = e.chain().any(|c| {
@@ -574,3 +581,31 @@ fn code_for(e: &anyhow::Error) -> u8 {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidInput(pub String);
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::*;
+    use crate::engine::EngineError;
+    use crate::verify::reproduce::ReproduceError;
+
+    #[test]
+    fn an_engine_found_unpinned_exits_3_and_a_pin_missing_here_exits_1() {
+        let unpinned = anyhow::Error::new(ReproduceError::PinUnavailable(EngineError::Unpinned {
+            key: "engine.image".into(),
+            reference: "vllm/vllm-openai:latest".into(),
+            fix: "run `infermark lock`".into(),
+        }))
+        .context("verify");
+        assert_eq!(code_for(&unpinned), exit::UNPINNED);
+        let missing = anyhow::Error::new(ReproduceError::PinUnavailable(EngineError::NotFound {
+            what: "model file".into(),
+            tried: Vec::new(),
+            hint: "pass --model-dir".into(),
+        }));
+        assert_eq!(code_for(&missing), exit::FAILURE);
+        assert_eq!(
+            code_for(&anyhow::Error::new(InvalidInput("x".into()))),
+            exit::INVALID
+        );
+    }
+}
