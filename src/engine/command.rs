@@ -184,6 +184,7 @@ pub(super) fn container_plan(
     host_port: u16,
     model_cache: Option<&Path>,
     vendor: Vendor,
+    owner: &str,
 ) -> Result<Vec<String>, EngineError> {
     let runtime = point.engine.runtime;
     let listen = match runtime {
@@ -204,6 +205,7 @@ pub(super) fn container_plan(
         // Only hub models are read from the cache.
         model_cache: model_cache.filter(|_| matches!(point.model, Model::Hub { .. })),
         vendor,
+        owner: owner.to_string(),
     };
     Ok(container_argv(runtime, point, reference, &server, &ctx))
 }
@@ -367,6 +369,9 @@ pub(super) struct ContainerCtx<'a> {
     /// Mounted as the container's `HF_HOME` when set.
     pub model_cache: Option<&'a Path>,
     pub vendor: Vendor,
+    /// The harness process that owns the container (Docker, Podman), as
+    /// the [`super::container::OWNER_LABEL`] label gives it.
+    pub owner: String,
 }
 
 /// The runtime's command line that runs `server` from `reference`.
@@ -384,6 +389,12 @@ pub(super) fn container_argv(
         return apptainer_argv(point, reference, server, ctx);
     }
     let mut a = strs(&[runtime.as_str(), "run", "--rm", "--name", &ctx.name]);
+    // Who started it: a later start removes it if that harness is gone
+    // (SIGKILL leaves no chance to remove it; see container::sweep_stale).
+    a.extend(strs(&[
+        "--label",
+        &format!("{}={}", super::container::OWNER_LABEL, ctx.owner),
+    ]));
     // The image was pulled by digest beforehand; never pull again here.
     a.extend(strs(&["--pull", "never"]));
     // An init as PID 1 forwards SIGTERM to the server and reaps its

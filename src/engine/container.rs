@@ -385,6 +385,97 @@ fn failed(program: &str, args: &[&str], out: &Output) -> EngineError {
     }
 }
 
+/// The label naming the harness process that started a container:
+/// `<pid>:<its start time in clock ticks after boot>:<boot id>`, which no
+/// other process of any boot shares (a reused pid has another start time).
+pub(super) const OWNER_LABEL: &str = "infermark.owner";
+
+/// This process as [`OWNER_LABEL`] names it.
+pub(super) fn this_owner() -> String {
+    let start = proc_start_ticks(std::process::id()).unwrap_or(0);
+    format!("{}:{start}:{}", std::process::id(), boot_id())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks
+/// after boot. The command name before it may hold spaces and parentheses,
+/// so fields are counted from the last `)`.
+fn proc_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the harness an [`OWNER_LABEL`] names still runs: the same boot,
+/// and a process of that pid that started when it did. A label this
+/// version cannot read counts as alive: such a container is left alone.
+pub(super) fn owner_alive(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(pid), Some(start), Some(boot)) = (parts.next(), parts.next(), parts.next()) else {
+        return true;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return true;
+    };
+    boot == boot_id() && proc_start_ticks(pid) == Some(start)
+}
+
+/// Removes the containers a harness on this host started and could not
+/// remove because it was killed (SIGKILL, OOM): those whose
+/// [`OWNER_LABEL`] names a process that no longer runs. An engine left so
+/// holds its port and its accelerators' memory, and the next start would
+/// fail or measure beside it. Containers of running harnesses (a parallel
+/// job) and containers without the label are left alone. Returns the names
+/// removed; a runtime that cannot list is an error the caller reports and
+/// goes on after.
+pub(super) async fn sweep_stale(rt: Rt) -> Result<Vec<String>, EngineError> {
+    let program = rt.program();
+    let filter = format!("label={OWNER_LABEL}");
+    let args = [
+        "ps",
+        "-a",
+        "--filter",
+        filter.as_str(),
+        "--format",
+        "{{.Names}}",
+    ];
+    let out = run(program, &args, COMMAND_LIMIT).await?;
+    if !out.status.success() {
+        return Err(failed(program, &args, &out));
+    }
+    let mut removed = Vec::new();
+    for name in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        let iargs = ["container", "inspect", name];
+        let out = run(program, &iargs, COMMAND_LIMIT).await?;
+        if !out.status.success() {
+            continue; // gone meanwhile
+        }
+        let owner = first_object(&out.stdout).and_then(|c| {
+            c.pointer(&format!("/Config/Labels/{OWNER_LABEL}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        if owner.as_deref().is_some_and(|o| !owner_alive(o)) {
+            let rargs = rm_args(rt, name);
+            let out = run(program, &rargs, COMMAND_LIMIT).await?;
+            if out.status.success() || is_missing(&out) {
+                removed.push(name.to_string());
+            } else {
+                return Err(failed(program, &rargs, &out));
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// "no such container/image/object" in the runtime's words.
 fn is_missing(out: &Output) -> bool {
     let text = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();

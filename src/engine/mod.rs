@@ -478,8 +478,23 @@ async fn start_container(
         host_port,
         opts.model_cache.as_deref(),
         vendor,
+        &container::this_owner(),
     )?;
     let log = ready::create_log(&opts.log_path)?;
+    if rt != container::Rt::Apptainer {
+        match container::sweep_stale(rt).await {
+            Ok(removed) => {
+                for stale in removed {
+                    let why = format!(
+                        "removed container {stale}: the infermark that started it is no longer running"
+                    );
+                    tracing::warn!("{why}");
+                    ready::note_line(&log, &why);
+                }
+            }
+            Err(e) => tracing::warn!("could not look for stale containers: {e}"),
+        }
+    }
     if rt != container::Rt::Apptainer {
         rt.ensure_image(&pinned, opts.registry_insecure_loopback, &log)
             .await?;

@@ -46,6 +46,12 @@ pub(super) fn note(mut log: &File, argv: &[String]) {
     );
 }
 
+/// A line of the harness's own in the engine log.
+pub(super) fn note_line(mut log: &File, line: &str) {
+    use std::io::Write;
+    let _ = writeln!(log, "infermark: {line}");
+}
+
 /// The last [`TAIL_LINES`] lines of the log (at most its last 64 KiB).
 pub(super) fn log_tail(path: &Path) -> String {
     let read = || -> std::io::Result<String> {

@@ -104,6 +104,7 @@ fn container_line(p: &PointSpec, model_cache: Option<&Path>) -> Result<String, E
         HOST_PORT,
         model_cache,
         vendor(p),
+        "4242:987654:boot-id",
     )
     .map(|argv| shell_words(&argv))
 }
@@ -703,4 +704,34 @@ fn facts_serialise_as_environment_json_expects() {
     let v = serde_json::to_value(&image).unwrap();
     assert_eq!(v["digest"], format!("sha256:{D}"));
     assert_eq!(v["runtime_version"], "podman version 4.3.1");
+}
+
+#[test]
+fn a_container_owner_is_alive_only_while_that_very_process_runs() {
+    let me = container::this_owner();
+    let parts: Vec<&str> = me.split(':').collect();
+    assert_eq!(parts.len(), 3, "{me}");
+    assert_eq!(parts[0], std::process::id().to_string());
+    assert!(parts[1].parse::<u64>().unwrap() > 0, "{me}");
+    assert!(container::owner_alive(&me));
+    // A process that has ended.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let boot = parts[2];
+    assert!(!container::owner_alive(&format!("{pid}:1:{boot}")));
+    // This pid, but a process that started at another time (a reused pid).
+    let other_start = parts[1].parse::<u64>().unwrap() + 1;
+    assert!(!container::owner_alive(&format!(
+        "{}:{other_start}:{boot}",
+        parts[0]
+    )));
+    // This process's pid and start, but of another boot.
+    assert!(!container::owner_alive(&format!(
+        "{}:{}:another-boot",
+        parts[0], parts[1]
+    )));
+    // A label this version cannot read is left alone.
+    assert!(container::owner_alive("v2;something-else"));
+    assert!(container::owner_alive("x:y:z"));
 }

@@ -584,3 +584,127 @@ async fn docker_refuses_a_digest_the_registry_lacks() {
 async fn podman_refuses_a_digest_the_registry_lacks() {
     a_digest_the_registry_lacks_fails_with_no_container(Runtime::Podman).await;
 }
+
+/// `<pid>:<start ticks>:<boot id>` of a process, as infermark labels the
+/// containers it starts.
+fn owner_label(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    format!("{pid}:{start}:{}", boot.trim())
+}
+
+/// Starts a detached sim container from the local `reference`, named `name`,
+/// with `owner` as its owner label (none if `None`).
+fn detached_sim(rt: &str, reference: &str, name: &str, owner: Option<&str>) {
+    let mut args = vec!["run", "-d", "--name", name];
+    if rt == "podman" {
+        args.extend([
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=16384:16384",
+            "--ulimit",
+            "nproc=4096:4096",
+        ]);
+    }
+    let label = owner.map(|o| format!("infermark.owner={o}"));
+    if let Some(l) = &label {
+        args.extend(["--label", l.as_str()]);
+    }
+    args.extend([reference, "infermark", "serve-sim", "--host", "0.0.0.0"]);
+    containers::run(rt, &args);
+}
+
+/// A harness killed by SIGKILL cannot remove its container; the next start
+/// on the host does, and only that one: a container of a harness still
+/// running, and one infermark did not label, stay.
+async fn a_container_left_by_a_killed_harness_is_removed_at_the_next_start(runtime: Runtime) {
+    let rt = runtime.as_str();
+    if !containers::installed(rt) {
+        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
+        return;
+    }
+    let registry = Registry::start();
+    let reference = sim_image(rt, &registry);
+    let dir = tempfile::tempdir().unwrap();
+    let p = sim_in(runtime, &reference);
+    // The first start pulls the image; its container carries its owner.
+    let e = start(&p, &options(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let argv = e.facts().argv.join(" ");
+    assert!(
+        argv.contains(&format!(
+            "--label infermark.owner={}",
+            owner_label(std::process::id())
+        )),
+        "{argv}"
+    );
+    tokio::time::timeout(LIMIT, e.stop())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let tag = std::process::id();
+    let (stale, live, unlabelled) = (
+        format!("infermark-stale-{tag}"),
+        format!("infermark-live-{tag}"),
+        format!("infermark-unlabelled-{tag}"),
+    );
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let dead_owner = owner_label(std::process::id()).replacen(
+        &format!("{}:", std::process::id()),
+        &format!("{dead}:"),
+        1,
+    );
+    detached_sim(rt, &reference, &stale, Some(&dead_owner));
+    detached_sim(
+        rt,
+        &reference,
+        &live,
+        Some(&owner_label(std::process::id())),
+    );
+    detached_sim(rt, &reference, &unlabelled, None);
+
+    let opts = options(dir.path());
+    let e = start(&p, &opts).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        containers::containers_named(rt, &stale).is_empty(),
+        "the stale one is removed"
+    );
+    assert_eq!(containers::containers_named(rt, &live), vec![live.clone()]);
+    assert_eq!(
+        containers::containers_named(rt, &unlabelled),
+        vec![unlabelled.clone()]
+    );
+    let log = std::fs::read_to_string(e.log_path()).unwrap();
+    assert!(
+        log.contains(&format!("infermark: removed container {stale}: the infermark that started it is no longer running")),
+        "{log}"
+    );
+    tokio::time::timeout(LIMIT, e.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    for name in [&live, &unlabelled] {
+        containers::run(rt, &["rm", "-f", name]);
+    }
+    containers::remove_image(rt, &reference);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_removes_a_container_left_by_a_killed_harness() {
+    a_container_left_by_a_killed_harness_is_removed_at_the_next_start(Runtime::Docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_removes_a_container_left_by_a_killed_harness() {
+    a_container_left_by_a_killed_harness_is_removed_at_the_next_start(Runtime::Podman).await;
+}
