@@ -14,8 +14,26 @@ use crate::run::{self, calibrate};
 use crate::sim::{self, SimConfig};
 use crate::spec::{self, LoadLevel, Point};
 
+/// How many tasks a busy worker runs between looks at the I/O driver
+/// (tokio's default is 61).
+///
+/// After the client's CPU stalls, a thousand streams are ready at once.
+/// Looking for new readiness every 61 tasks puts the streams found since
+/// ahead of those still waiting (the newest wake-up runs next), and some
+/// stream's unread event waits a whole inter-token gap; the kernel then
+/// merges it with the next one under the later stamp. Working off more of
+/// the backlog first keeps them in order. `calibrate`, 1000 streams at
+/// 10 ms ITL, three alternating series on one machine: ITL error std
+/// ≤ 0.2 ms in 22 of 30 runs at 512 against 7 of 30 at 61, client CPU per
+/// event unchanged. Receive times are the kernel's stamps, so a later look
+/// delays no measured time; timers (the open-loop schedule) fire at the
+/// latest after 512 task polls, a few milliseconds only while the client
+/// is saturated, and a send so delayed shows as queue delay.
+const EVENT_INTERVAL: u32 = 512;
+
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .event_interval(EVENT_INTERVAL)
         .enable_all()
         .build()
         .context("failed to start the async runtime")
