@@ -359,20 +359,9 @@ fn calibrate_gets_a_private_loopback_without_privileges() {
     let o = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)
-        .args([
-            "calibrate",
-            "--streams",
-            "4",
-            "--tokens",
-            "20",
-            "--requests-per-stream",
-            "1",
-            "--flat-out-streams",
-            "1",
-            "--flat-out-tokens",
-            "100",
-            "--json",
-        ])
+        .args(["calibrate", "--streams", "4"])
+        .args(crate::support::QUICK_CALIBRATE)
+        .arg("--json")
         .arg(&json)
         .arg("--cache-dir")
         .arg(dir.path())

@@ -477,6 +477,15 @@ fn sim_image(runtime: &str, registry: &Registry) -> String {
     )
 }
 
+/// Whether container runtime `rt` is installed; says so when a test skips.
+fn runtime_installed(rt: &str) -> bool {
+    let installed = containers::installed(rt);
+    if !installed {
+        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
+    }
+    installed
+}
+
 fn sim_in(runtime: Runtime, reference: &str) -> PointSpec {
     let mut p = sim(&[], 60);
     p.engine.runtime = runtime;
@@ -486,8 +495,7 @@ fn sim_in(runtime: Runtime, reference: &str) -> PointSpec {
 
 async fn sim_in_a_container_by_digest(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !containers::installed(rt) {
-        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
+    if !runtime_installed(rt) {
         return;
     }
     let registry = Registry::start();
@@ -543,8 +551,7 @@ async fn sim_in_a_container_by_digest(runtime: Runtime) {
 
 async fn a_digest_the_registry_lacks_fails_with_no_container(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !containers::installed(rt) {
-        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
+    if !runtime_installed(rt) {
         return;
     }
     let registry = Registry::start();
@@ -598,26 +605,34 @@ fn owner_label(pid: u32) -> String {
     format!("{pid}:{start}:{}", boot.trim())
 }
 
-/// Starts a detached sim container from the local `reference`, named `name`,
-/// with `owner` as its owner label (none if `None`).
-fn detached_sim(rt: &str, reference: &str, name: &str, owner: Option<&str>) {
-    let mut args = vec!["run", "-d", "--name", name];
-    if rt == "podman" {
-        args.extend([
-            "--runtime",
-            "runc",
-            "--ulimit",
-            "nofile=16384:16384",
-            "--ulimit",
-            "nproc=4096:4096",
-        ]);
+/// Starts, detached, the container of an engine's command line `argv`
+/// (infermark's own, so with every flag the runtime needs here) under
+/// `name`, with `owner` as its owner label (none if `None`) and no port
+/// published (several run at once).
+fn detached_like(argv: &[String], name: &str, owner: Option<&str>) {
+    let mut args: Vec<String> = Vec::new();
+    let mut rest = argv[1..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "run" => args.extend(["run".to_string(), "-d".to_string()]),
+            "--name" => {
+                rest.next();
+                args.extend(["--name".to_string(), name.to_string()]);
+            }
+            "--label" => {
+                rest.next();
+                if let Some(o) = owner {
+                    args.extend(["--label".to_string(), format!("infermark.owner={o}")]);
+                }
+            }
+            "-p" => {
+                rest.next();
+            }
+            _ => args.push(a.clone()),
+        }
     }
-    let label = owner.map(|o| format!("infermark.owner={o}"));
-    if let Some(l) = &label {
-        args.extend(["--label", l.as_str()]);
-    }
-    args.extend([reference, "infermark", "serve-sim", "--host", "0.0.0.0"]);
-    containers::run(rt, &args);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    containers::run(&argv[0], &args);
 }
 
 /// A harness killed by SIGKILL cannot remove its container; the next start
@@ -625,8 +640,7 @@ fn detached_sim(rt: &str, reference: &str, name: &str, owner: Option<&str>) {
 /// running, and one infermark did not label, stay.
 async fn a_container_left_by_a_killed_harness_is_removed_at_the_next_start(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !containers::installed(rt) {
-        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
+    if !runtime_installed(rt) {
         return;
     }
     let registry = Registry::start();
@@ -637,13 +651,13 @@ async fn a_container_left_by_a_killed_harness_is_removed_at_the_next_start(runti
     let e = start(&p, &options(dir.path()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let argv = e.facts().argv.join(" ");
+    let argv = e.facts().argv.clone();
     assert!(
-        argv.contains(&format!(
+        argv.join(" ").contains(&format!(
             "--label infermark.owner={}",
             owner_label(std::process::id())
         )),
-        "{argv}"
+        "{argv:?}"
     );
     tokio::time::timeout(LIMIT, e.stop())
         .await
@@ -664,14 +678,9 @@ async fn a_container_left_by_a_killed_harness_is_removed_at_the_next_start(runti
         &format!("{dead}:"),
         1,
     );
-    detached_sim(rt, &reference, &stale, Some(&dead_owner));
-    detached_sim(
-        rt,
-        &reference,
-        &live,
-        Some(&owner_label(std::process::id())),
-    );
-    detached_sim(rt, &reference, &unlabelled, None);
+    detached_like(&argv, &stale, Some(&dead_owner));
+    detached_like(&argv, &live, Some(&owner_label(std::process::id())));
+    detached_like(&argv, &unlabelled, None);
 
     let opts = options(dir.path());
     let e = start(&p, &opts).await.unwrap_or_else(|e| panic!("{e}"));

@@ -157,24 +157,13 @@ fn runs_carry_this_hosts_last_calibration_in_their_environment() {
     let dir = scratch("open.toml", &sim_experiment("[hardware]\nclass = \"cpu\""));
     let cache = dir.path().join("cache");
     let cache_arg = cache.to_str().unwrap();
-    let cal = infermark(
-        dir.path(),
-        &[
-            "calibrate",
-            "--streams",
-            "2",
-            "--tokens",
-            "10",
-            "--requests-per-stream",
-            "1",
-            "--flat-out-streams",
-            "1",
-            "--flat-out-tokens",
-            "100",
-            "--cache-dir",
-            cache_arg,
-        ],
-    );
+    let calibrate = |streams: &str, extra: &[&str]| {
+        let mut args = vec!["calibrate", "--streams", streams, "--cache-dir", cache_arg];
+        args.extend_from_slice(crate::support::QUICK_CALIBRATE);
+        args.extend_from_slice(extra);
+        infermark(dir.path(), &args)
+    };
+    let cal = calibrate("2", &[]);
     assert_eq!(cal.status.code(), Some(0), "{}", stderr(&cal));
     let saved_path = cache.join("calibration/last.json");
     assert!(
@@ -186,25 +175,7 @@ fn runs_carry_this_hosts_last_calibration_in_their_environment() {
         serde_json::from_slice(&std::fs::read(&saved_path).unwrap()).unwrap();
     assert_eq!(saved["report"]["levels"][0]["streams"], 2);
     // --no-save leaves it alone.
-    let again = infermark(
-        dir.path(),
-        &[
-            "calibrate",
-            "--streams",
-            "3",
-            "--tokens",
-            "10",
-            "--requests-per-stream",
-            "1",
-            "--flat-out-streams",
-            "1",
-            "--flat-out-tokens",
-            "100",
-            "--cache-dir",
-            cache_arg,
-            "--no-save",
-        ],
-    );
+    let again = calibrate("3", &["--no-save"]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let unchanged: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&saved_path).unwrap()).unwrap();

@@ -18,6 +18,19 @@ pub fn infermark(dir: &Path, args: &[&str]) -> Output {
         .expect("the infermark binary runs")
 }
 
+/// `calibrate` flags for a run of a second or two: 1 short request per
+/// stream, a short flat-out run.
+pub const QUICK_CALIBRATE: &[&str] = &[
+    "--tokens",
+    "10",
+    "--requests-per-stream",
+    "1",
+    "--flat-out-streams",
+    "1",
+    "--flat-out-tokens",
+    "100",
+];
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
