@@ -248,6 +248,23 @@ fn calibrate_counts_every_event_and_splits_the_cpus() {
                 .unwrap_or_else(|| panic!("{key}: {took}"));
             assert!(ms >= 0.0, "{key}: {ms}");
         }
+        // Steal as a share of the level's time; over 2% on either side
+        // marks the level disturbed.
+        let share = |key: &str| {
+            took[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {took}"))
+        };
+        let (client, sim) = (share("steal_client_share"), share("steal_sim_share"));
+        assert!(
+            (0.0..=1.0).contains(&client) && (0.0..=1.0).contains(&sim),
+            "{took}"
+        );
+        assert_eq!(
+            level["disturbed"].as_bool(),
+            Some(client.max(sim) > 0.02),
+            "{level}"
+        );
         // Other tasks of the machine that ran meanwhile: names with their
         // time, at most three, longest first, never the client's or the
         // sim's main thread (other processes may have tokio threads too).
