@@ -231,10 +231,19 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     let exe: PathBuf = std::env::current_exe().context("cannot find the infermark executable")?;
     // Before the runtime starts, so its threads inherit the client's CPUs
     // (and their number sizes it).
-    let split = if a.shared_cpus {
-        None
-    } else {
+    // Shared by default: measured on a two-core virtual machine whose
+    // hypervisor took up to half of both CPUs at times, 1000 streams at
+    // 10 ms ITL in twelve alternating pairs gave an ITL error std of
+    // 0.021-0.161 ms shared against 0.014-2.5 ms split (one of twelve
+    // split runs under 0.2 ms, at 0 ms steal two were over 0.3 ms). A
+    // paused CPU stops a client pinned to it; sharing, the client's other
+    // worker takes its streams (tokio steals queued tasks) while the niced
+    // sim waits. Client CPU per event is higher shared (13-14 µs against
+    // 8-9 µs: its streams move between CPUs).
+    let split = if a.split_cpus {
         calibrate::split_cpus(&calibrate::allowed_cpus())
+    } else {
+        None
     };
     let sim_cpus = match split {
         Some((client, sim)) => {

@@ -416,9 +416,14 @@ pub struct CalibrateArgs {
     /// Also write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Run client and sim on the same CPUs (by default, with two or more
-    /// CPUs, the sim gets the last one and the client the others).
-    #[arg(long)]
+    /// Give the sim the last CPU and the client the others (with two or more
+    /// CPUs; by default client and sim share every CPU, the sim niced, so
+    /// that the client's workers can take over each other's streams while
+    /// the hypervisor pauses one CPU).
+    #[arg(long, conflicts_with = "shared_cpus")]
+    pub split_cpus: bool,
+    /// Client and sim on the same CPUs: the default (kept for scripts).
+    #[arg(long, hide = true)]
     pub shared_cpus: bool,
     /// Start every stream's requests together and keep them the same length,
     /// so that all streams end and are sent again at once, every time (by

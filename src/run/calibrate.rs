@@ -7,9 +7,9 @@
 //! "Calibration"). The reported TTFT error is the first chunk's delivery
 //! error; the ITL error compares each client-side gap with the server-side
 //! gap between the same two chunks. Errors against the nominal timing are
-//! printed as a secondary check. Client and sim run on CPUs of their own
-//! where the host has two or more ([`split_cpus`]). Timings are printed,
-//! never asserted.
+//! printed as a secondary check. Client and sim share the host's CPUs, the
+//! sim niced, unless the caller splits them ([`split_cpus`]). Timings are
+//! printed, never asserted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
