@@ -7,10 +7,7 @@
 //! pin wherever it was built or downloaded, and two versions never collide.
 
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::Digest;
 
 use crate::spec::reference::Sha256;
 
@@ -119,21 +116,7 @@ pub(super) async fn sha256_file(path: &Path) -> Result<Sha256, EngineError> {
 }
 
 fn hash(path: &Path) -> std::io::Result<Sha256> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (hex, _) = crate::provenance::sha256_file(path)?;
     Sha256::parse(&hex).map_err(std::io::Error::other)
 }
 

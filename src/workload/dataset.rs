@@ -17,8 +17,6 @@
 //! they ask for more than that, and request `i` does not depend on how many
 //! requests there are.
 
-use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -31,31 +29,10 @@ use super::{Phase, WorkloadError};
 /// the per-request streams).
 const ORDER_STREAM: u64 = 0x4441_5441_0000_0000;
 
-/// Lowercase hex sha256 of a file's contents, read in 64 KiB blocks so a
-/// multi-gigabyte model file is never held in memory.
+/// Lowercase hex sha256 of a file's contents, read in blocks so a
+/// multi-gigabyte file is never held in memory.
 pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
-    Ok(to_hex(&hasher.finalize()))
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    crate::provenance::sha256_file(path).map(|(hex, _)| hex)
 }
 
 #[derive(Deserialize)]
@@ -87,7 +64,7 @@ impl Conversations {
             path: path.to_owned(),
             source,
         })?;
-        let actual = to_hex(&Sha256::digest(&bytes));
+        let actual = crate::spec::hex(&Sha256::digest(&bytes));
         if actual != expected {
             return Err(WorkloadError::DatasetHashMismatch {
                 path: path.to_owned(),
@@ -194,7 +171,7 @@ mod tests {
         std::fs::write(&path, &data).expect("write");
         assert_eq!(
             sha256_file(&path).expect("hash"),
-            to_hex(&Sha256::digest(&data))
+            crate::spec::hex(&Sha256::digest(&data))
         );
     }
 
