@@ -288,7 +288,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
             .cache_dir
             .clone()
             .unwrap_or_else(crate::engine::default_cache_dir);
-        let path = calibrate::save_last(&cache, &crate::probe::host().hostname, &report)
+        let path = calibrate::save_last(&cache, &calibrate::Machine::this(), &report)
             .with_context(|| {
                 format!(
                     "failed to save the calibration as {} (--cache-dir DIR puts it elsewhere, --no-save skips it)",

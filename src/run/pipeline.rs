@@ -188,7 +188,8 @@ pub async fn run_points(
     let signer = opts.sign_key.as_deref().map(Signer::load).transpose()?;
     let host = probe::host();
     // The client's own error bars, as last measured on this host.
-    let calibration = match super::calibrate::load_last(&opts.cache_dir, &host.hostname) {
+    let machine = super::calibrate::Machine::this();
+    let calibration = match super::calibrate::load_last(&opts.cache_dir, &machine) {
         Ok(saved) => saved.map(|c| serde_json::to_value(c).expect("a calibration serializes")),
         Err(e) => {
             tracing::warn!("no calibration attached: {e}");

@@ -219,6 +219,16 @@ fn runs_carry_this_hosts_last_calibration_in_their_environment() {
     std::fs::write(&saved_path, elsewhere.to_string()).unwrap();
     let (_, envs) = run("elsewhere");
     assert!(envs.iter().all(|e| e["calibration"].is_null()));
+    // The same host name on another machine (its own /etc/machine-id).
+    let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    if id.trim().len() == 32 {
+        assert_eq!(saved["machine_id"], id.trim(), "{saved}");
+        let mut twin = saved.clone();
+        twin["machine_id"] = "0123456789abcdef0123456789abcdef".into();
+        std::fs::write(&saved_path, twin.to_string()).unwrap();
+        let (_, envs) = run("twin");
+        assert!(envs.iter().all(|e| e["calibration"].is_null()));
+    }
     // Damaged: the run goes on, the warning names the file and the fix.
     std::fs::write(&saved_path, "{ truncated").unwrap();
     let (o, envs) = run("damaged");
