@@ -309,9 +309,12 @@ const LLAMA_BANDS: [(&str, f64); 7] = [
 /// scenario is therefore tried up to this many times, from a fresh reported
 /// run; a wrong verdict is excused only when the machine's own drift,
 /// measured apart from the code under test, was large (see `machine_drift`).
-/// Here about one attempt in three drifts that far; five attempts make a
-/// red run from drift alone about one in a hundred per test, and a broken
-/// verify fails every attempt.
+/// Here about one attempt in three drifts that far; a broken verify fails
+/// every attempt. On a host whose hypervisor takes a varying share of the
+/// CPUs, every attempt can drift (seen: re-runs 13-26% slower in five of
+/// five); after the last one the verdict must then follow the numbers it
+/// was given (`verdicts_follow_the_numbers`), which a verify that judged
+/// wrongly would not.
 const LLAMA_ATTEMPTS: usize = 5;
 
 /// A wrong verdict with the machine's drift at most this share of the
@@ -401,9 +404,64 @@ fn machine_drift(
         )
 }
 
-/// After a wrong verdict: fails unless the machine's drift excuses it and
-/// an attempt is left.
-fn excuse_drift(attempt: usize, measured: &metrics::Summary, run: &Path, way: Drift, o: &Output) {
+/// Where the machine moved on every attempt: whether each metric's verdict
+/// at least follows the numbers on disk. A metric whose re-runs' mean lies
+/// within 0.4 of its band of the reported figure (as the run claims it) must
+/// be REPRODUCED, one beyond 1.6 bands must not be; in between the bootstrap
+/// interval decides, which is not re-derived here. Returns how many metrics
+/// were so checked; panics on one that does not follow.
+fn verdicts_follow_the_numbers(verdict: &Path, run: &Path, shown: &str) -> usize {
+    let results = run.ancestors().nth(4).unwrap();
+    let claimed = metrics::read_summary(&run.join("summary.json")).unwrap();
+    let v = json(verdict);
+    let reruns: Vec<metrics::Summary> = v["predicate"]["reproductions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let statement = results.join(r["uri"].as_str().unwrap());
+            metrics::read_summary(&statement.with_file_name("summary.json")).unwrap()
+        })
+        .collect();
+    let mut checked = 0;
+    for (metric, band) in LLAMA_BANDS {
+        let figures: Vec<f64> = reruns.iter().map(|s| figure(s, metric).unwrap()).collect();
+        let mean = figures.iter().sum::<f64>() / figures.len().max(1) as f64;
+        let share = (mean / figure(&claimed, metric).unwrap() - 1.0).abs() / band;
+        let judged = v["predicate"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == metric)
+            .unwrap_or_else(|| panic!("no verdict for {metric}:\n{shown}"));
+        let reproduced = judged["verdict"] == "REPRODUCED";
+        if share < 0.4 {
+            assert!(
+                reproduced,
+                "{metric} {share:.2} bands off, yet {judged}:\n{shown}"
+            );
+            checked += 1;
+        } else if share > 1.6 {
+            assert!(
+                !reproduced,
+                "{metric} {share:.2} bands off, yet {judged}:\n{shown}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// After a wrong verdict: fails unless the machine's drift excuses it.
+/// With an attempt left, the caller tries again (`false`); after the last
+/// one, the verdicts must at least follow the numbers (`true`: done).
+fn excuse_drift(
+    attempt: usize,
+    measured: &metrics::Summary,
+    run: &Path,
+    way: Drift,
+    o: &Output,
+) -> bool {
     let shown = format!("{}{}", stdout(o), stderr(o));
     let verdict = verdicts(run)
         .pop()
@@ -415,16 +473,27 @@ fn excuse_drift(attempt: usize, measured: &metrics::Summary, run: &Path, way: Dr
         "wrong verdict although the machine held still (at most {pct:.0}% of a band, \
          {metric}):\n{shown}"
     );
-    assert!(
-        attempt < LLAMA_ATTEMPTS,
-        "in each of {LLAMA_ATTEMPTS} attempts the machine's speed moved by more than half a \
-         band between the reported run and its re-runs (last: {pct:.0}% of a band, {metric}), \
-         so the verdicts, which follow the numbers, could not be checked:\n{shown}"
-    );
+    if attempt == LLAMA_ATTEMPTS {
+        let checked = verdicts_follow_the_numbers(&verdict, run, &shown);
+        assert!(
+            checked > 0,
+            "in each of {LLAMA_ATTEMPTS} attempts the machine's speed moved by more than half a \
+             band between the reported run and its re-runs (last: {pct:.0}% of a band, {metric}), \
+             and no metric was far enough inside or outside its band to check its verdict \
+             against the numbers:\n{shown}"
+        );
+        eprintln!(
+            "in each of {LLAMA_ATTEMPTS} attempts the machine moved by more than half a band \
+             (last: {pct:.0}%, {metric}); the last verdict follows the numbers on {checked} \
+             metric(s):\n{shown}"
+        );
+        return true;
+    }
     eprintln!(
         "attempt {attempt}: the machine moved by {pct:.0}% of a band ({metric}); again from a \
          new reported run:\n{shown}"
     );
+    false
 }
 
 fn llama_world() -> (World, String) {
@@ -472,7 +541,35 @@ fn niced(w: &World, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the point once into a results tree of its own, which nothing reads:
+/// the reported run is then measured on a machine already under load, as
+/// its re-runs are. On a machine that comes out of idle faster (seen here:
+/// the first run after a quiet spell was 13-26% faster than the two right
+/// after it, in six of six attempts), a reported run measured cold is
+/// always "not reproduced" by its warm re-runs.
+fn warm_up(w: &World, id: &str) {
+    let results = w.root().join("warmup");
+    let (cache, lockfiles) = (w.root().join("cache"), w.root().join("lockfiles"));
+    let o = niced(
+        w,
+        &[
+            "run",
+            w.experiment.to_str().unwrap(),
+            "--point",
+            id,
+            "--results",
+            results.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--lock-dir",
+            lockfiles.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
 fn run_llama(w: &World, id: &str, extra: &[&str]) -> PathBuf {
+    warm_up(w, id);
     let results = w.results();
     let (cache, lockfiles) = (w.root().join("cache"), w.root().join("lockfiles"));
     let mut args = vec![
@@ -523,7 +620,9 @@ fn a_llamacpp_run_verified_on_the_same_machine_is_reproduced() {
             assert_statement(&last, &run, 2, "REPRODUCED");
             return;
         }
-        excuse_drift(attempt, &measured, &run, Drift::Either, &o);
+        if excuse_drift(attempt, &measured, &run, Drift::Either, &o) {
+            return;
+        }
     }
 }
 
@@ -604,7 +703,9 @@ fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced()
             ],
         );
         if o.status.code() != Some(5) {
-            excuse_drift(attempt, &measured, &run, Drift::Faster, &o);
+            if excuse_drift(attempt, &measured, &run, Drift::Faster, &o) {
+                return;
+            }
             continue;
         }
         assert!(
