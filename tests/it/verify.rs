@@ -355,6 +355,20 @@ enum Drift {
     Faster,
 }
 
+/// The summaries of the re-runs a verdict names, read from disk.
+fn rerun_summaries(verdict: &Path, run: &Path) -> Vec<metrics::Summary> {
+    let results = run.ancestors().nth(4).unwrap();
+    json(verdict)["predicate"]["reproductions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let statement = results.join(r["uri"].as_str().unwrap());
+            metrics::read_summary(&statement.with_file_name("summary.json")).unwrap()
+        })
+        .collect()
+}
+
 /// How far the machine's own speed moved over a verification: for each
 /// judged metric, the speed-up of the re-runs (mean of their figures)
 /// against the reported run as measured (before any edit), as a share of
@@ -367,17 +381,7 @@ fn machine_drift(
     run: &Path,
     way: Drift,
 ) -> (f64, &'static str) {
-    let results = run.ancestors().nth(4).unwrap();
-    let v = json(verdict);
-    let reruns: Vec<metrics::Summary> = v["predicate"]["reproductions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let statement = results.join(r["uri"].as_str().unwrap());
-            metrics::read_summary(&statement.with_file_name("summary.json")).unwrap()
-        })
-        .collect();
+    let reruns = rerun_summaries(verdict, run);
     if reruns.is_empty() {
         return (0.0, "no re-run");
     }
@@ -411,18 +415,9 @@ fn machine_drift(
 /// interval decides, which is not re-derived here. Returns how many metrics
 /// were so checked; panics on one that does not follow.
 fn verdicts_follow_the_numbers(verdict: &Path, run: &Path, shown: &str) -> usize {
-    let results = run.ancestors().nth(4).unwrap();
     let claimed = metrics::read_summary(&run.join("summary.json")).unwrap();
     let v = json(verdict);
-    let reruns: Vec<metrics::Summary> = v["predicate"]["reproductions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let statement = results.join(r["uri"].as_str().unwrap());
-            metrics::read_summary(&statement.with_file_name("summary.json")).unwrap()
-        })
-        .collect();
+    let reruns = rerun_summaries(verdict, run);
     let mut checked = 0;
     for (metric, band) in LLAMA_BANDS {
         let figures: Vec<f64> = reruns.iter().map(|s| figure(s, metric).unwrap()).collect();
@@ -541,18 +536,16 @@ fn niced(w: &World, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Runs the point once into a results tree of its own, which nothing reads:
-/// the reported run is then measured on a machine already under load, as
-/// its re-runs are. On a machine that comes out of idle faster (seen here:
-/// the first run after a quiet spell was 13-26% faster than the two right
-/// after it, in six of six attempts), a reported run measured cold is
-/// always "not reproduced" by its warm re-runs.
-fn warm_up(w: &World, id: &str) {
-    let results = w.root().join("warmup");
+/// Runs the point, first once into a results tree of its own that nothing
+/// reads: the reported run is then measured on a machine already under
+/// load, as its re-runs are. On a machine that comes out of idle faster
+/// (seen here: the first run after a quiet spell was 13-26% faster than the
+/// two right after it, in six of six attempts), a reported run measured
+/// cold is always "not reproduced" by its warm re-runs.
+fn run_llama(w: &World, id: &str, extra: &[&str]) -> PathBuf {
     let (cache, lockfiles) = (w.root().join("cache"), w.root().join("lockfiles"));
-    let o = niced(
-        w,
-        &[
+    let run_into = |results: &Path, extra: &[&str]| {
+        let mut args = vec![
             "run",
             w.experiment.to_str().unwrap(),
             "--point",
@@ -563,30 +556,13 @@ fn warm_up(w: &World, id: &str) {
             cache.to_str().unwrap(),
             "--lock-dir",
             lockfiles.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-}
-
-fn run_llama(w: &World, id: &str, extra: &[&str]) -> PathBuf {
-    warm_up(w, id);
-    let results = w.results();
-    let (cache, lockfiles) = (w.root().join("cache"), w.root().join("lockfiles"));
-    let mut args = vec![
-        "run",
-        w.experiment.to_str().unwrap(),
-        "--point",
-        id,
-        "--results",
-        results.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--lock-dir",
-        lockfiles.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = niced(w, &args);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        ];
+        args.extend_from_slice(extra);
+        let o = niced(w, &args);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    };
+    run_into(&w.root().join("warmup"), &[]);
+    run_into(&w.results(), extra);
     let runs = w.runs("runs");
     assert_eq!(runs.len(), 1);
     runs[0].clone()
