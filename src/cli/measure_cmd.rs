@@ -231,19 +231,21 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     let exe: PathBuf = std::env::current_exe().context("cannot find the infermark executable")?;
     // Before the runtime starts, so its threads inherit the client's CPUs
     // (and their number sizes it).
-    // Shared by default: measured on a two-core virtual machine whose
-    // hypervisor took up to half of both CPUs at times, 1000 streams at
-    // 10 ms ITL in twelve alternating pairs gave an ITL error std of
-    // 0.021-0.161 ms shared against 0.014-2.5 ms split (one of twelve
-    // split runs under 0.2 ms, at 0 ms steal two were over 0.3 ms). A
-    // paused CPU stops a client pinned to it; sharing, the client's other
-    // worker takes its streams (tokio steals queued tasks) while the niced
-    // sim waits. Client CPU per event is higher shared (13-14 µs against
-    // 8-9 µs: its streams move between CPUs).
-    let split = if a.split_cpus {
-        calibrate::split_cpus(&calibrate::allowed_cpus())
-    } else {
+    // Split by default, so that the figures are the client's and not the
+    // rig's (`calibrate::split_cpus`). Measured at 1000 streams and 10 ms
+    // ITL, in alternating runs: on a two-core virtual machine with little
+    // steal, an ITL error std of 0.002-0.44 ms split (26 of 27 runs under
+    // 0.2 ms, median 0.003 ms; client CPU 5-7 µs per event) against
+    // 0.007-0.68 ms shared (23 of 27, median about 0.1 ms; 12-14 µs per
+    // event, the sim's bursts preempting the client). On one whose
+    // hypervisor took up to half of both CPUs at times, shared did better
+    // (12 of 12 pairs under 0.2 ms against 1 of 12): a paused CPU stops a
+    // client pinned to it, while sharing, its other worker takes over the
+    // streams. Hence `--shared-cpus`.
+    let split = if a.shared_cpus {
         None
+    } else {
+        calibrate::split_cpus(&calibrate::allowed_cpus())
     };
     let sim_cpus = match split {
         Some((client, sim)) => {

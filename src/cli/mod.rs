@@ -416,15 +416,17 @@ pub struct CalibrateArgs {
     /// Also write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Give the sim the last CPU and the client the others (with two or more
-    /// CPUs; by default client and sim share every CPU, the sim niced, so
-    /// that the client's workers can take over each other's streams while
-    /// the hypervisor pauses one CPU).
-    #[arg(long, conflicts_with = "shared_cpus")]
-    pub split_cpus: bool,
-    /// Client and sim on the same CPUs: the default (kept for scripts).
-    #[arg(long, hide = true)]
+    /// Client and sim on the same CPUs, the sim niced (by default, with two
+    /// or more CPUs, the sim gets the last one and the client the others).
+    /// Worth trying on a host whose hypervisor takes a large share of the
+    /// CPUs: a paused CPU stops a client pinned to it, while a client on
+    /// every CPU has its other worker take over its streams.
+    #[arg(long, conflicts_with = "split_cpus")]
     pub shared_cpus: bool,
+    /// The sim on the last CPU, the client on the others: the default (kept
+    /// for scripts).
+    #[arg(long, hide = true)]
+    pub split_cpus: bool,
     /// Start every stream's requests together and keep them the same length,
     /// so that all streams end and are sent again at once, every time (by
     /// default each stream's first request has a length drawn from

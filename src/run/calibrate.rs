@@ -7,9 +7,9 @@
 //! "Calibration"). The reported TTFT error is the first chunk's delivery
 //! error; the ITL error compares each client-side gap with the server-side
 //! gap between the same two chunks. Errors against the nominal timing are
-//! printed as a secondary check. Client and sim share the host's CPUs, the
-//! sim niced, unless the caller splits them ([`split_cpus`]). Timings are
-//! printed, never asserted.
+//! printed as a secondary check. The caller gives client and sim CPUs of
+//! their own ([`split_cpus`]) or lets them share every CPU, the sim niced.
+//! Timings are printed, never asserted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -959,8 +959,15 @@ pub fn render(r: &CalibrationReport) -> String {
         .map(|l| l.streams.to_string())
         .collect();
     if !disturbed.is_empty() {
+        // Split, a paused CPU stops the client pinned to it; shared, its
+        // other worker takes over the streams.
+        let or_shared = if r.sim_cpus.is_empty() {
+            ""
+        } else {
+            ", or with the client on every CPU (--shared-cpus)"
+        };
         s.push_str(&format!(
-            "DISTURBED at {} streams: the hypervisor took over {:.0}% of the client's or the sim's CPU time, so those figures show the host more than the client; calibrate again when the host is quieter\n",
+            "DISTURBED at {} streams: the hypervisor took over {:.0}% of the client's or the sim's CPU time, so those figures show the host more than the client; calibrate again when the host is quieter{or_shared}\n",
             disturbed.join(", "),
             DISTURBED_STEAL_SHARE * 100.0
         ));
@@ -1318,6 +1325,16 @@ mod tests {
                 .starts_with("DISTURBED at 1000 streams: the hypervisor took over 2%"),
             "{text}"
         );
+        // Split (as here), sharing is offered; already shared, it is not.
+        assert!(line("DISTURBED at").ends_with("(--shared-cpus)"), "{text}");
+        let shared = CalibrationReport {
+            client_cpus: vec![0, 1],
+            sim_cpus: vec![],
+            ..report.clone()
+        };
+        let shared_text = render(&shared);
+        assert!(shared_text.contains("DISTURBED at 1000"), "{shared_text}");
+        assert!(!shared_text.contains("--shared-cpus"), "{shared_text}");
         let quiet = CalibrationReport {
             levels: vec![level(100, false, 0.0)],
             ..small_report()

@@ -209,7 +209,7 @@ fn small_calibrate(
 }
 
 #[test]
-fn calibrate_counts_every_event_and_shares_the_cpus_unless_told_to_split() {
+fn calibrate_counts_every_event_and_splits_the_cpus_unless_told_to_share() {
     let dir = tempfile::tempdir().unwrap();
     let (o, r) = small_calibrate(
         dir.path(),
@@ -282,7 +282,7 @@ fn calibrate_counts_every_event_and_shares_the_cpus_unless_told_to_split() {
         );
     }
     // Phase-locked: every request exactly --tokens long; client and sim
-    // on CPUs of their own.
+    // on the same CPUs.
     let (lo, l) = small_calibrate(
         dir.path(),
         &[
@@ -293,25 +293,19 @@ fn calibrate_counts_every_event_and_shares_the_cpus_unless_told_to_split() {
             "--flat-out-tokens",
             "100",
             "--phase-locked",
-            "--split-cpus",
+            "--shared-cpus",
         ],
     );
     assert_eq!(l["levels"][0]["requests"], 16);
     assert_eq!(l["levels"][0]["events"], 8 * 2 * 20);
     assert_eq!(r["flat_out"]["events"], 2 * 5000);
-    // By default client and sim share every CPU (the sim niced).
+    // By default, with two or more CPUs, the sim gets the last CPU and the
+    // client the others.
+    let cpus = std::thread::available_parallelism().unwrap().get();
     let client: Vec<u64> = serde_json::from_value(r["client_cpus"].clone()).unwrap();
     let sim: Vec<u64> = serde_json::from_value(r["sim_cpus"].clone()).unwrap();
     let text = crate::support::stdout(&o);
-    let cpus = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(client.len(), cpus, "{client:?}");
-    assert!(sim.is_empty(), "{sim:?}");
-    assert!(text.contains("shared CPUs"), "{text}");
     assert!(text.contains("8 streams: machine took"), "{text}");
-    // --split-cpus gives the sim the last CPU and the client the others.
-    let client: Vec<u64> = serde_json::from_value(l["client_cpus"].clone()).unwrap();
-    let sim: Vec<u64> = serde_json::from_value(l["sim_cpus"].clone()).unwrap();
-    let text = crate::support::stdout(&lo);
     if cpus >= 2 {
         assert_eq!(client.len() + sim.len(), cpus, "{client:?} {sim:?}");
         assert_eq!(sim.len(), 1, "{sim:?}");
@@ -321,6 +315,13 @@ fn calibrate_counts_every_event_and_shares_the_cpus_unless_told_to_split() {
         assert!(sim.is_empty(), "{sim:?}");
         assert!(text.contains("shared CPUs"), "{text}");
     }
+    // --shared-cpus puts both on every CPU (the sim niced).
+    let client: Vec<u64> = serde_json::from_value(l["client_cpus"].clone()).unwrap();
+    let sim: Vec<u64> = serde_json::from_value(l["sim_cpus"].clone()).unwrap();
+    let text = crate::support::stdout(&lo);
+    assert_eq!(client.len(), cpus, "{client:?}");
+    assert!(sim.is_empty(), "{sim:?}");
+    assert!(text.contains("shared CPUs"), "{text}");
 }
 
 /// By default client and sim talk over the loopback of a network namespace
