@@ -79,6 +79,14 @@ pub struct LevelReport {
     pub delivery_median_ms: f64,
     pub delivery_p99_ms: f64,
     pub delivery_max_ms: f64,
+    /// Chunks whose delivery error reached [`late_after`] the nominal ITL:
+    /// the client's reads had fallen that far behind, so the kernel had
+    /// probably merged them with the stream's next chunk under its stamp.
+    pub late_events: u64,
+    /// The late chunks in runs of sends no more than one nominal ITL (at
+    /// least 2 ms) apart: one burst is one stretch in which the client fell
+    /// behind.
+    pub late_bursts: u64,
     /// Secondary: measured TTFT − nominal TTFT (includes the sim's timer), ms.
     pub ttft_vs_nominal_median_ms: f64,
     /// Secondary: std of measured ITL around the nominal ITL, ms.
@@ -595,6 +603,8 @@ pub fn level_report(
     let mut itl_nominal = Vec::new();
     let mut events = 0u64;
     let mut failed = 0usize;
+    let late = late_after(nominal_itl).as_nanos() as u64;
+    let mut late_sent = Vec::new();
     for r in &measured {
         if r.error.is_some() {
             failed += 1;
@@ -606,6 +616,9 @@ pub fn level_report(
             if let Some(sent) = c.server_ns {
                 let d = recv.saturating_sub(sent).max(1);
                 let _ = delivery.record(d);
+                if d >= late {
+                    late_sent.push(sent);
+                }
                 if i == 0 {
                     let _ = ttft_err.record(d);
                 }
@@ -630,6 +643,8 @@ pub fn level_report(
     } else {
         (itl_nominal.iter().map(|x| x * x).sum::<f64>() / itl_nominal.len() as f64).sqrt() / 1e6
     };
+    let (late_events, late_bursts) =
+        bursts(&mut late_sent, nominal_itl.max(Duration::from_millis(2)));
     LevelReport {
         streams,
         requests: measured.len(),
@@ -641,6 +656,8 @@ pub fn level_report(
         delivery_median_ms: ms(delivery.value_at_quantile(0.5)),
         delivery_p99_ms: ms(delivery.value_at_quantile(0.99)),
         delivery_max_ms: ms(delivery.max()),
+        late_events,
+        late_bursts,
         ttft_vs_nominal_median_ms: ms(ttft_nominal.value_at_quantile(0.5)),
         itl_vs_nominal_std_ms: itl_vs_nominal,
         events_per_s: events as f64
@@ -653,6 +670,27 @@ pub fn level_report(
         busiest_others: Vec::new(),
         disturbed: false,
     }
+}
+
+/// The delivery error from which a chunk counts as late: half the nominal
+/// ITL, at least 1 ms. On a steady machine the client's delivery error at
+/// 1000 streams stays under a millisecond; a level whose reads fall half a
+/// gap behind is one in which the client's CPU was stopped or taken for
+/// that long (or the client could not keep up), and each of its late chunks
+/// weighs on the ITL error std by up to one ITL.
+pub fn late_after(nominal_itl: Duration) -> Duration {
+    (nominal_itl / 2).max(Duration::from_millis(1))
+}
+
+/// How many of `sent` (the send stamps of late chunks, any order) there
+/// are and in how many bursts: runs whose successive sends are at most
+/// `gap` apart.
+fn bursts(sent: &mut [u64], gap: Duration) -> (u64, u64) {
+    sent.sort_unstable();
+    let gap = gap.as_nanos() as u64;
+    let bursts =
+        sent.windows(2).filter(|w| w[1] - w[0] > gap).count() as u64 + u64::from(!sent.is_empty());
+    (sent.len() as u64, bursts)
 }
 
 /// Runs every level, then the flat-out run.
@@ -970,6 +1008,28 @@ pub fn render(r: &CalibrationReport) -> String {
             "DISTURBED at {} streams: the hypervisor took over {:.0}% of the client's or the sim's CPU time, so those figures show the host more than the client; calibrate again when the host is quieter{or_shared}\n",
             disturbed.join(", "),
             DISTURBED_STEAL_SHARE * 100.0
+        ));
+    }
+    let late: Vec<String> = r
+        .levels
+        .iter()
+        .filter(|l| l.late_events > 0)
+        .map(|l| {
+            format!(
+                "{} of {} at {} streams ({} burst{})",
+                l.late_events,
+                l.events,
+                l.streams,
+                l.late_bursts,
+                if l.late_bursts == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    if !late.is_empty() {
+        s.push_str(&format!(
+            "late events (delivery error {:.1} ms or more, half an ITL): {}; the client's reads fell that far behind, so each weighs on the ITL error std by up to one ITL: a burst or two that do not recur when calibrating again point at the host stopping or taking the client's CPU, late events in every run at a client short of CPU\n",
+            late_after(Duration::from_secs_f64(r.itl_ms / 1000.0)).as_secs_f64() * 1000.0,
+            late.join(", ")
         ));
     }
     match r.fastest_under_1ms_p99 {
@@ -1340,6 +1400,97 @@ mod tests {
             ..small_report()
         };
         assert!(!render(&quiet).contains("DISTURBED"));
+    }
+
+    /// A measured request whose chunks were sent at `sends` and received
+    /// at `recvs` (ms, on one clock; the client's origin at 0).
+    fn streamed(index: u64, sends: &[f64], recvs: &[f64]) -> RequestRecord {
+        let ns = |ms: f64| (ms * 1e6).round() as u64;
+        RequestRecord {
+            index,
+            slot: index as u32,
+            warmup: false,
+            scheduled_ns: 0,
+            sent_ns: 0,
+            first_token_ns: recvs.first().map(|&r| ns(r)),
+            end_ns: recvs.last().map_or(0, |&r| ns(r)),
+            chunks: sends
+                .iter()
+                .zip(recvs)
+                .map(|(&s, &r)| crate::loadgen::record::Chunk {
+                    t_ns: ns(r),
+                    tokens: 1,
+                    server_ns: Some(ns(s)),
+                })
+                .collect(),
+            input_tokens: 1,
+            max_output_tokens: sends.len() as u32,
+            usage_input_tokens: None,
+            usage_output_tokens: None,
+            http_status: Some(200),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn chunks_half_an_itl_late_are_counted_in_bursts_and_named() {
+        let itl = Duration::from_millis(10);
+        let records = [
+            // Read 0.1 ms after each send, but the chunk sent at 20 ms only
+            // with the one sent at 30 ms: 10.1 ms late.
+            streamed(0, &[0.0, 10.0, 20.0, 30.0], &[0.1, 10.1, 30.1, 30.1]),
+            // 6 ms late at 25 ms (the same stretch as the one above, sent
+            // 5 ms after it), 4.9 ms (under half an ITL: on time) at 60 ms,
+            // and 5 ms late at 100 ms: a second burst.
+            streamed(1, &[5.0, 25.0, 60.0, 100.0], &[5.1, 31.0, 64.9, 105.0]),
+        ];
+        let level = level_report(
+            2,
+            0,
+            &records,
+            Duration::ZERO,
+            itl,
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        assert_eq!((level.late_events, level.late_bursts), (3, 2));
+        assert_eq!(late_after(itl), Duration::from_millis(5));
+        assert_eq!(
+            late_after(Duration::from_micros(500)),
+            Duration::from_millis(1),
+            "at least 1 ms"
+        );
+        let on_time = level_report(
+            2,
+            0,
+            &[streamed(0, &[0.0, 10.0], &[0.1, 10.1])],
+            Duration::ZERO,
+            itl,
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        assert_eq!((on_time.late_events, on_time.late_bursts), (0, 0));
+
+        let report = CalibrationReport {
+            levels: vec![on_time, level],
+            ..small_report()
+        };
+        let text = render(&report);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("late events"))
+            .unwrap_or_else(|| panic!("no late-events line in\n{text}"));
+        assert!(
+            line.starts_with(
+                "late events (delivery error 5.0 ms or more, half an ITL): 3 of 8 at 2 streams (2 bursts);"
+            ),
+            "{line}"
+        );
+        let quiet = CalibrationReport {
+            levels: vec![report.levels[0].clone()],
+            ..small_report()
+        };
+        assert!(!render(&quiet).contains("late events"));
     }
 
     #[test]

@@ -234,6 +234,14 @@ fn calibrate_counts_every_event_and_splits_the_cpus_unless_told_to_share() {
             (streams * 41..=streams * 60).contains(&events),
             "{events} events for {streams} streams"
         );
+        // Late chunks (half an ITL behind) and their bursts: counted, at
+        // most one burst per late chunk, and a burst only with one.
+        let (late, bursts) = (
+            level["late_events"].as_u64().unwrap(),
+            level["late_bursts"].as_u64().unwrap(),
+        );
+        assert!(late <= events && bursts <= late, "{level}");
+        assert_eq!(bursts == 0, late == 0, "{level}");
         // What the machine took from client and sim, read from /proc for
         // both processes (null if the sim's threads could not be found).
         let took = &level["interference"];
