@@ -17,8 +17,9 @@
 //! an NVIDIA driver. Reading NVML is kept apart from turning its readings into
 //! facts, so the mapping and the class matching are testable without a GPU.
 //!
-//! File hashes for the environment's engine facts come from
-//! [`crate::workload::sha256_file`].
+//! The environment's engine facts (executable and model file, with their
+//! sha256) come from the engine that ran ([`crate::engine::EngineFacts`]),
+//! hashed through [`crate::provenance::sha256_file`].
 
 mod energy;
 mod environment;
