@@ -95,7 +95,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Run this runner's night: its hardware class's experiments, pinned by
-    /// the lock, grouped by engine; resumable; writes nights/<night>/night.json.
+    /// the lock, grouped by engine; resumable; writes `nights/<night>/night.json`.
     Nightly(NightlyArgs),
     /// Split the night into scheduler jobs, one per group (engine start).
     Plan(PlanArgs),
@@ -201,7 +201,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// A run directory (points/<id>/runs/<run-id>), a point directory or a
+    /// A run directory (`points/<id>/runs/<run-id>`), a point directory or a
     /// point id prefix (its newest completed run in `--results`).
     pub target: String,
     /// Re-runs to make [default: the point's `[verify] repeats`].
@@ -385,7 +385,7 @@ pub struct BenchArgs {
     /// Drive only the point whose id starts with this.
     #[arg(long)]
     pub point: Option<String>,
-    /// Write point.json, requests.jsonl, summary.json and vllm.json into DIR/<point id>/.
+    /// Write point.json, requests.jsonl, summary.json and vllm.json into `DIR/<point id>/`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[command(flatten)]

@@ -9,7 +9,7 @@
 //! object), it hands the chunk to the reference reader, so the result —
 //! facts or error — is by construction the reference's for those inputs.
 //!
-//! The reference reader ([`scan_reference`]) deserialises with
+//! The reference reader (`scan_reference`) deserialises with
 //! `serde_json::from_slice` into a small borrowed struct that names only the
 //! facts: whether the chunk carries generated text, the running or final
 //! `usage`, an `error` object, and the sim server's `infermark_sent_ns`

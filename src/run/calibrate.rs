@@ -44,7 +44,7 @@ pub struct CalibrateOptions {
     /// CPUs for the sim child; `None` shares the client's.
     pub sim_cpus: Option<Vec<usize>>,
     /// Every stream's requests the same length from the same start, so
-    /// that all of them end, and are sent again, at once (see [`drive`]).
+    /// that all of them end, and are sent again, at once (see `drive`).
     pub phase_locked: bool,
     /// Which loopback client and sim talk over (set up by the caller before
     /// the runtime starts; see [`super::netns`]).

@@ -313,7 +313,7 @@ pub async fn spawn(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, Sim
 
 /// A listener for [`serve`] on `addr` (port 0 picks a free port), with
 /// SO_REUSEADDR so a restarted sim can take its port back at once and a large
-/// backlog (see [`LISTEN_BACKLOG`]). Must be called inside a tokio runtime.
+/// backlog (see `LISTEN_BACKLOG`). Must be called inside a tokio runtime.
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, SimError> {
     let bind = || {
         let socket = if addr.is_ipv4() {

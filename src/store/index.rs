@@ -3,7 +3,7 @@
 //!
 //! It is derived: every row comes from the files of a run directory alone
 //! (`point.json`, `provenance.json` or `failure.json`, `summary.json`), by
-//! the one function [`read_run`], whether the run is recorded as it is
+//! the one function `read_run_row`, whether the run is recorded as it is
 //! committed or the whole index is rebuilt. So deleting the index and
 //! rebuilding it gives the same answers, and a merged results tree (a union
 //! of directories) needs only a rebuild. An index of another schema version

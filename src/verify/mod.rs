@@ -1,6 +1,6 @@
 //! Checking results someone else produced.
 //!
-//! [`audit`] needs no GPU and no network: it proves from the files alone
+//! [`audit()`] needs no GPU and no network: it proves from the files alone
 //! that every number follows from raw data nobody altered, made by the
 //! pinned software on the claimed hardware (DESIGN "Verify and audit").
 //! [`reproduce`] re-runs a reported point on this machine and judges, with
