@@ -245,7 +245,24 @@ pub fn plan(a: PlanArgs) -> anyhow::Result<u8> {
     let text = match a.format {
         PlanFormat::GithubMatrix => plan_fmt::github_matrix(&groups),
         PlanFormat::Slurm => plan_fmt::slurm(&groups).map_err(|e| InvalidInput(e.to_string()))?,
-        PlanFormat::K8s => plan_fmt::k8s(&groups, &a.image, &a.workdir),
+        PlanFormat::K8s => {
+            let image = crate::spec::reference::ImageRef::parse(&a.image)
+                .map_err(|e| InvalidInput(format!("--image: {e}")))?;
+            if image.digest.is_none() {
+                // The Jobs still run what the lock pins; a moved tag changes
+                // the Nix that builds the harness, which the flake pins in
+                // turn, but not which runner a night says it ran on.
+                tracing::warn!(
+                    "--image `{}` names the runner image by tag, which can be moved to other \
+                     content between nights; pin it by digest, `--image {}@sha256:<digest>` \
+                     (`docker inspect --format '{{{{index .RepoDigests 0}}}}' {}` prints it)",
+                    a.image,
+                    image.name(),
+                    a.image
+                );
+            }
+            plan_fmt::k8s(&groups, &a.image, &a.workdir)
+        }
     };
     print!("{text}");
     Ok(exit::OK)

@@ -493,9 +493,29 @@ fn plan_writes_a_matrix_a_slurm_array_and_k8s_jobs_one_per_group() {
     let o = n.plan("slurm", &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
-    // Kubernetes: one Job per group.
+    // Kubernetes: one Job per group. A runner image by tag is planned with
+    // a warning that names the fix; by digest, without one; one that is no
+    // image reference is refused.
+    let pinned = format!("nixos/nix@sha256:{}", "ab".repeat(32));
+    let p = n.plan("k8s", &["--image", &pinned]);
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    assert!(!stderr(&p).contains("WARN"), "{}", stderr(&p));
+    assert!(stdout(&p).contains(&pinned), "{}", stdout(&p));
+    let bad = n.plan("k8s", &["--image", "Bad Image"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("--image: `Bad Image` is not an image reference"),
+        "{}",
+        stderr(&bad)
+    );
     let o = n.plan("k8s", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--image `nixos/nix` names the runner image by tag")
+            && stderr(&o).contains("--image docker.io/nixos/nix@sha256:<digest>"),
+        "{}",
+        stderr(&o)
+    );
     let Some(docs) = yaml_documents(&stdout(&o)) else {
         return;
     };
