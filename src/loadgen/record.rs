@@ -26,6 +26,13 @@ pub struct RequestRecord {
     pub scheduled_ns: u64,
     /// The request was handed to the connection.
     pub sent_ns: u64,
+    /// When the request was first handed to a kept-alive connection that
+    /// the server had closed by then, so that it never reached the server
+    /// and was sent again on a new connection at `sent_ns`: that first
+    /// attempt. Its cost is part of the queue delay (`sent_ns −
+    /// scheduled_ns`); absent for a request sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_sent_ns: Option<u64>,
     /// First chunk that carried generated text; `None` if none arrived.
     pub first_token_ns: Option<u64>,
     /// Last chunk received, or the moment the request failed.

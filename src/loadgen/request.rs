@@ -116,6 +116,7 @@ impl Tally {
                 warmup: job.warmup,
                 scheduled_ns: job.scheduled_ns,
                 sent_ns: clock.ns(sent),
+                stale_sent_ns: None,
                 first_token_ns: None,
                 end_ns: 0,
                 chunks: Vec::with_capacity(reserve),
@@ -153,6 +154,7 @@ impl Tally {
             // more on a new connection, and sent from then: the lost attempt
             // shows as queue delay (sent − scheduled) rather than vanishing.
             Err(e) if reused && is_stale(&e) => {
+                self.record.stale_sent_ns = Some(self.record.sent_ns);
                 self.record.sent_ns = self.clock.ns(Instant::now());
                 // Not from the pool: its other idle connections may be as
                 // stale as this one.

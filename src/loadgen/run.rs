@@ -479,6 +479,7 @@ mod tests {
             assert_eq!(r.warmup, i < 3, "record {i}");
             assert!(r.slot < 3);
             assert_eq!(r.error, None, "record {i}");
+            assert_eq!(r.stale_sent_ns, None, "kept-alive and live: sent once");
             assert_eq!(r.http_status, Some(200));
             assert_eq!(r.chunks.len(), 5);
             assert!(
@@ -711,6 +712,29 @@ mod tests {
             assert_eq!(r.error, None, "request {}", r.index);
             assert_eq!(r.chunks.len(), 1);
         }
+        // Each measured request went first to a pooled connection the
+        // server had closed after the one before: the record keeps when,
+        // between its schedule and its sending again.
+        for r in outcome.records.iter().filter(|r| !r.warmup) {
+            let stale = r
+                .stale_sent_ns
+                .unwrap_or_else(|| panic!("request {} not marked resent: {r:?}", r.index));
+            assert!(
+                r.scheduled_ns <= stale && stale <= r.sent_ns,
+                "request {}: {r:?}",
+                r.index
+            );
+        }
+        // Warmup requests started on new connections: sent once.
+        assert!(
+            outcome
+                .records
+                .iter()
+                .filter(|r| r.warmup)
+                .all(|r| r.stale_sent_ns.is_none()),
+            "{:?}",
+            outcome.records
+        );
         // Every request had a connection of its own: none got through on a
         // closed one.
         assert_eq!(server.stats.requests.load(Ordering::SeqCst), 16);

@@ -32,6 +32,7 @@ fn ok(index: u64, sent: u64, chunks: &[(u64, u32)], end: u64, usage_out: u32) ->
         warmup: false,
         scheduled_ns: S,
         sent_ns: us(sent),
+        stale_sent_ns: None,
         first_token_ns: chunks.first().map(|&(t, _)| us(t)),
         end_ns: us(end),
         chunks: chunks
@@ -58,6 +59,7 @@ fn failed(index: u64, sent: u64, end: u64, kind: ErrorKind) -> RequestRecord {
         warmup: false,
         scheduled_ns: S,
         sent_ns: us(sent),
+        stale_sent_ns: None,
         first_token_ns: None,
         end_ns: us(end),
         chunks: Vec::new(),
@@ -81,6 +83,7 @@ pub(crate) fn records() -> Vec<RequestRecord> {
         warmup: true,
         scheduled_ns: 0,
         sent_ns: 0,
+        stale_sent_ns: None,
         first_token_ns: Some(100_000),
         end_ns: 200_000,
         chunks: vec![Chunk {

@@ -86,6 +86,7 @@ mod tests {
             warmup: false,
             scheduled_ns: 1,
             sent_ns: 2,
+            stale_sent_ns: None,
             first_token_ns: Some(3),
             end_ns: 4,
             chunks: vec![
@@ -124,6 +125,29 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with("}\n"));
         assert_eq!(read_records(&path).expect("read"), records);
+    }
+
+    #[test]
+    fn a_resent_request_keeps_its_first_attempt_and_others_are_written_as_before() {
+        // Sent once: no key at all, so records of runs from before the
+        // field are the same bytes (and still read).
+        let once = serde_json::to_string(&record(0)).expect("serialize");
+        assert!(!once.contains("stale_sent_ns"), "{once}");
+        assert!(
+            once.contains("\"sent_ns\":2,\"first_token_ns\":3"),
+            "{once}"
+        );
+        let mut resent = record(1);
+        resent.stale_sent_ns = Some(1);
+        let line = serde_json::to_string(&resent).expect("serialize");
+        assert!(
+            line.contains("\"sent_ns\":2,\"stale_sent_ns\":1,"),
+            "{line}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        std::fs::write(&path, format!("{once}\n{line}\n")).expect("write");
+        assert_eq!(read_records(&path).expect("read"), vec![record(0), resent]);
     }
 
     #[test]

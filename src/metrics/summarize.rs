@@ -651,6 +651,7 @@ mod tests {
                     warmup: index < 10,
                     scheduled_ns: sent.saturating_sub(rng.range_inclusive(0, 2_000_000)),
                     sent_ns: sent,
+                    stale_sent_ns: None,
                     first_token_ns: Some(first.min(chunks[0].t_ns)),
                     end_ns: end,
                     input_tokens: rng.range_inclusive(800, 1000) as u32,

@@ -1412,6 +1412,7 @@ mod tests {
             warmup: false,
             scheduled_ns: 0,
             sent_ns: 0,
+            stale_sent_ns: None,
             first_token_ns: recvs.first().map(|&r| ns(r)),
             end_ns: recvs.last().map_or(0, |&r| ns(r)),
             chunks: sends
