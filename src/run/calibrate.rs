@@ -79,9 +79,10 @@ pub struct LevelReport {
     pub delivery_median_ms: f64,
     pub delivery_p99_ms: f64,
     pub delivery_max_ms: f64,
-    /// Chunks whose delivery error reached [`late_after`] the nominal ITL:
-    /// the client's reads had fallen that far behind, so the kernel had
-    /// probably merged them with the stream's next chunk under its stamp.
+    /// Chunks whose delivery error reached [`late_after`] (half the nominal
+    /// ITL): the client's reads had fallen that far behind, so the kernel
+    /// had probably merged them with the stream's next chunk under its
+    /// stamp.
     pub late_events: u64,
     /// The late chunks in runs of sends no more than one nominal ITL (at
     /// least 2 ms) apart: one burst is one stretch in which the client fell
