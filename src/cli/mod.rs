@@ -199,14 +199,36 @@ pub struct RunArgs {
     pub sign_key: Option<PathBuf>,
 }
 
+/// `verify --repeats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatsArg {
+    Auto,
+    Fixed(u32),
+}
+
+fn parse_repeats(s: &str) -> Result<RepeatsArg, String> {
+    if s == "auto" {
+        return Ok(RepeatsArg::Auto);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(RepeatsArg::Fixed(n)),
+        _ => Err(format!(
+            "`{s}` is neither `auto` nor a number of re-runs from 1 to 100"
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     /// A run directory (`points/<id>/runs/<run-id>`), a point directory or a
     /// point id prefix (its newest completed run in `--results`).
     pub target: String,
-    /// Re-runs to make [default: the point's `[verify] repeats`].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub repeats: Option<u32>,
+    /// `auto`: re-run one at a time, judging after the point's `[verify]
+    /// repeats` re-runs and after each one more, until every judged metric
+    /// is decided or `[verify] max-repeats` were made; `N`: exactly N
+    /// re-runs, judged once.
+    #[arg(long, value_name = "auto|N", default_value = "auto", value_parser = parse_repeats)]
+    pub repeats: RepeatsArg,
     /// The results tree: where a point id is looked up, and where the new
     /// runs go when the target is an id [a run or point directory's own tree
     /// otherwise].

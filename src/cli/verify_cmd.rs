@@ -8,10 +8,10 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::measure_cmd::runtime;
-use super::{InvalidInput, VerifyArgs, exit};
-use crate::run::pipeline::{PointOutcome, RunOptions};
-use crate::verify::reproduce::{self, LoadedRun, Reported, ReproduceError, VerdictStatement};
-use crate::verify::stats::{Bootstrap, Verdict};
+use super::{InvalidInput, RepeatsArg, VerifyArgs, exit};
+use crate::run::pipeline::RunOptions;
+use crate::verify::reproduce::{self, Reported, ReproduceError, VerdictStatement};
+use crate::verify::stats::{Repeats, Verdict};
 use crate::verify::{self};
 
 pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
@@ -33,7 +33,20 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         return Ok(exit::AUDIT_FAILED);
     }
     let reported = Reported::load(&run)?;
-    let repeats = a.repeats.unwrap_or_else(|| reported.default_repeats());
+    let repeats = match a.repeats {
+        RepeatsArg::Auto => reported.default_repeats(),
+        RepeatsArg::Fixed(n) => Repeats::Fixed { n },
+    };
+    let (earlier, left_out) = reported.runs_here(&crate::probe::host())?;
+    for why in &left_out {
+        eprintln!("warning: an earlier run of the point is not compared: {why}");
+    }
+    if !earlier.is_empty() {
+        eprintln!(
+            "comparing {} earlier run(s) of the point on this machine as well",
+            earlier.len()
+        );
+    }
 
     // 2. New runs go where the reported run lives, unless told otherwise.
     let results = match &a.results {
@@ -76,43 +89,41 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             };
             let _ = tx.send(Some(why.to_string()));
         });
-        let r = reproduce::reproduce(&reported, repeats, &opts, &spec_dir, &printer, rx).await;
+        let on_look = |n: u32, seq: &crate::verify::stats::Sequential| {
+            eprintln!("{}", reproduce::render_look(n, seq));
+        };
+        let r = reproduce::reproduce(
+            &reported, repeats, earlier, &opts, &spec_dir, &printer, &on_look, rx,
+        )
+        .await;
         signals.abort();
         r
     });
     crate::engine::kill_all_started();
-    let outcomes = outcomes?;
-    let mut new_runs = Vec::new();
-    for o in &outcomes {
-        if let PointOutcome::Completed { path, .. } = o {
-            new_runs.push(LoadedRun::load(path)?);
-        }
-    }
-    if new_runs.is_empty() {
+    let judgement = outcomes?;
+    let made = judgement.outcomes.len();
+    let completed = judgement.reruns.len();
+    if completed == 0 {
         anyhow::bail!(
-            "none of the {} re-run(s) completed; nothing to compare (see the failed runs above)",
-            outcomes.len()
+            "none of the {made} re-run(s) completed; nothing to compare (see the failed runs above)"
         );
     }
-    if new_runs.len() < outcomes.len() {
+    if completed < made {
         eprintln!(
-            "warning: {} of {} re-runs failed; comparing the {} that completed",
-            outcomes.len() - new_runs.len(),
-            outcomes.len(),
-            new_runs.len()
+            "warning: {} of {made} re-runs failed; judging the {completed} that completed",
+            made - completed
         );
     }
 
-    // 4. Compare, list drift, store the verdict.
-    let bootstrap = Bootstrap::default();
-    let metrics = reproduce::compare_runs(&reported, &new_runs, &bootstrap);
-    let envs: Vec<(&str, &serde_json::Value)> = new_runs
+    // 4. Drift, the verdict statement.
+    let envs: Vec<(&str, &serde_json::Value)> = judgement
+        .reruns
         .iter()
         .map(|r| (r.run_id.as_str(), &r.environment))
         .collect();
     let drift = reproduce::drift(&reported.run.environment, &envs);
     let now = SystemTime::now();
-    let statement = VerdictStatement::new(&reported, &new_runs, metrics, bootstrap, drift, now);
+    let statement = VerdictStatement::new(&reported, &judgement, drift, now);
     let path = reproduce::write_verdict(&reported.point_dir, &statement, now)?;
     print!("{}", reproduce::render(&statement));
     println!("verdict written to {}", path.display());

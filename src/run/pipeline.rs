@@ -181,7 +181,21 @@ pub async fn run_points(
     planned: Vec<PlannedPoint>,
     opts: &RunOptions,
     observer: &dyn Observer,
+    shutdown: watch::Receiver<Option<String>>,
+) -> Result<Vec<PointOutcome>, RunError> {
+    run_points_until(planned, opts, observer, shutdown, &mut |_| false).await
+}
+
+/// As [`run_points`], but after each point `stop` sees its outcome and may
+/// end the run there (the engine is stopped, the remaining points are not
+/// run): how `verify` re-runs one at a time on one engine start until its
+/// verdict is decided.
+pub async fn run_points_until(
+    planned: Vec<PlannedPoint>,
+    opts: &RunOptions,
+    observer: &dyn Observer,
     mut shutdown: watch::Receiver<Option<String>>,
+    stop: &mut dyn FnMut(&PointOutcome) -> bool,
 ) -> Result<Vec<PointOutcome>, RunError> {
     let store = Store::open(&opts.results).map_err(|e| RunError::Store(e.to_string()))?;
     // Loaded before any engine starts: a bad key fails the run up front.
@@ -288,7 +302,14 @@ pub async fn run_points(
             match o {
                 Ok(o) => {
                     observer.point_done(&o);
+                    let enough = stop(&o);
                     outcomes.push(o);
+                    if enough {
+                        if let Err(e) = running.stop().await {
+                            tracing::warn!("stopping the engine: {e}");
+                        }
+                        return Ok(outcomes);
+                    }
                 }
                 Err(e) if interrupted => {
                     let _ = running.stop().await;

@@ -830,6 +830,23 @@ impl Check {
         let repeats = self
             .int("verify.repeats", w.repeats, Some(3), 1, 100)
             .unwrap_or(3) as u32;
+        let max_repeats = self
+            .int(
+                "verify.max-repeats",
+                w.max_repeats,
+                Some(i64::from(Verify::DEFAULT_MAX_REPEATS)),
+                2,
+                100,
+            )
+            .unwrap_or(i64::from(Verify::DEFAULT_MAX_REPEATS)) as u32;
+        if repeats > max_repeats {
+            self.err(
+                "verify.repeats",
+                format!(
+                    "{repeats} re-runs before the first judgement exceed `verify.max-repeats` = {max_repeats}; raise max-repeats or lower repeats"
+                ),
+            );
+        }
         let mut tolerance: BTreeMap<String, f64> = VerifyMetric::ALL
             .iter()
             .map(|m| (m.as_str().to_string(), m.default_tolerance()))
@@ -851,6 +868,10 @@ impl Check {
                 tolerance.insert(name, v);
             }
         }
-        Verify { repeats, tolerance }
+        Verify {
+            repeats,
+            max_repeats,
+            tolerance,
+        }
     }
 }

@@ -248,13 +248,35 @@ impl VerifyMetric {
     }
 }
 
-/// How `verify` judges a re-run: repeats and a relative tolerance per metric
-/// (every metric present, defaults filled).
+/// How `verify` judges a re-run: re-runs before the first judgement, the
+/// most re-runs it may make, and a relative tolerance per metric (every
+/// metric present, defaults filled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Verify {
     pub repeats: u32,
+    /// Left out of the canonical form at its default, so points written
+    /// before the key existed keep their ids (a missing key and its
+    /// explicit default give the same id).
+    #[serde(
+        default = "Verify::default_max_repeats",
+        skip_serializing_if = "Verify::is_default_max_repeats"
+    )]
+    pub max_repeats: u32,
     pub tolerance: BTreeMap<String, f64>,
+}
+
+impl Verify {
+    /// `[verify] max-repeats` when absent.
+    pub const DEFAULT_MAX_REPEATS: u32 = 10;
+
+    fn default_max_repeats() -> u32 {
+        Self::DEFAULT_MAX_REPEATS
+    }
+
+    fn is_default_max_repeats(n: &u32) -> bool {
+        *n == Self::DEFAULT_MAX_REPEATS
+    }
 }
 
 /// Serialises as the normal spelling, parses any accepted spelling.

@@ -101,5 +101,6 @@ pub struct SloWire {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VerifyWire {
     pub repeats: Option<i64>,
+    pub max_repeats: Option<i64>,
     pub tolerance: Option<BTreeMap<String, f64>>,
 }

@@ -7,7 +7,7 @@
 //! point's hardware class and that every pin is available here, then run
 //! the identical point `repeats` times through the normal pipeline
 //! ([`reproduce`]), so the new runs are ordinary, audited-as-usual results;
-//! compare ([`compare_runs`]); list what differs between the reported and
+//! judge after each look ([`judge_look`], [`super::stats`]); list what differs between the reported and
 //! the new environments ([`drift`]) — drift is shown, never hidden; and
 //! store the verdict as an in-toto statement ([`VerdictStatement`],
 //! [`write_verdict`]).
@@ -30,7 +30,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::audit::VERDICTS_DIR;
-use super::stats::{self, Bootstrap, METRICS, MetricResult, Verdict};
+use super::stats::{
+    self, METRICS, Method, MetricInput, MetricResult, Repeats, RunValue, Sequential, Verdict,
+};
 use crate::engine::{self, EngineError, StartOptions};
 use crate::metrics::{self, MetricsError, RequestSample, Summary};
 use crate::probe::{self, Harness};
@@ -43,7 +45,10 @@ use crate::spec::{Point, VerifyMetric};
 use crate::store::{self, POINTS_DIR, RUNS_DIR, RunStatus, StoreError, StoredRun};
 
 /// The predicate type of a verdict statement.
-pub const VERDICT_PREDICATE_TYPE: &str = "https://infermark.dev/verification/v1";
+/// v2: run-level statistics (`policy.method`, per-metric `judged`,
+/// `decided_after`, `runs_to_decide`, `compared_runs`); v1 was the
+/// request-pooled bootstrap.
+pub const VERDICT_PREDICATE_TYPE: &str = "https://infermark.dev/verification/v2";
 /// A verdict's file in `points/<id>/verdicts/<verdict-id>/`.
 pub const VERDICT_FILE: &str = "verdict.json";
 /// Who verified, in the VSA's `verifier.id` sense.
@@ -159,6 +164,32 @@ pub struct LoadedRun {
     pub summary: Summary,
     pub requests: Vec<RequestSample>,
     pub environment: Value,
+    /// Each metric of [`METRICS`] as this run gives it (value, sampling
+    /// variance, count of values), computed once at load.
+    pub figures: Vec<Figure>,
+}
+
+/// One metric of one run, as the statistics need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    pub value: Option<RunValue>,
+    /// Values the run contributes to a latency metric; `None` for throughputs.
+    pub count: Option<usize>,
+}
+
+fn figures(summary: &Summary, requests: &[RequestSample]) -> Vec<Figure> {
+    METRICS
+        .iter()
+        .map(|&metric| {
+            let value = summary_value(summary, metric).map(|value| RunValue {
+                value,
+                within_var: stats::within_variance(metric, requests, stats::SEED),
+            });
+            let count =
+                (!stats::is_throughput(metric)).then(|| stats::count_values(metric, requests));
+            Figure { value, count }
+        })
+        .collect()
 }
 
 impl LoadedRun {
@@ -180,12 +211,14 @@ impl LoadedRun {
             path: env_path.clone(),
             message: format!("not JSON: {e}"),
         })?;
+        let requests = metrics::request_samples(&records);
         Ok(LoadedRun {
             run_id: store::file_name(dir),
             dir: dir.to_path_buf(),
             statement_sha256,
+            figures: figures(&summary, &requests),
             summary,
-            requests: metrics::request_samples(&records),
+            requests,
             environment,
         })
     }
@@ -216,23 +249,109 @@ impl Reported {
         })
     }
 
-    /// The repeats the point's `[verify]` section asks for.
-    pub fn default_repeats(&self) -> u32 {
-        self.point.spec.verify.repeats.max(1)
+    /// The default policy: `--repeats auto` from the point's `[verify]`.
+    pub fn default_repeats(&self) -> Repeats {
+        Repeats::auto(&self.point.spec.verify)
+    }
+
+    /// The other completed runs of this point made on this machine (same
+    /// host name, CPU model and count as `host`), each auditing clean: they
+    /// add to the run-to-run spread seen here. Returns them and a line for
+    /// each run left out and why.
+    pub fn runs_here(
+        &self,
+        host: &probe::HostFacts,
+    ) -> Result<(Vec<LoadedRun>, Vec<String>), ReproduceError> {
+        let mut here = Vec::new();
+        let mut left_out = Vec::new();
+        for run in store::runs_of_point(&self.point_dir)? {
+            if run.status != RunStatus::Completed || run.run_id == self.run.run_id {
+                continue;
+            }
+            let loaded = match LoadedRun::load(&run.dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    left_out.push(format!("{}: unreadable: {e}", run.run_id));
+                    continue;
+                }
+            };
+            let same = |pointer: &str, v: Value| loaded.environment.pointer(pointer) == Some(&v);
+            if !(same("/host/hostname", Value::from(host.hostname.clone()))
+                && same("/host/cpu_model", Value::from(host.cpu_model.clone()))
+                && same("/host/cpu_count", Value::from(host.cpu_count)))
+            {
+                continue;
+            }
+            match super::audit(&run.dir) {
+                Ok(report) if report.is_clean() => here.push(loaded),
+                Ok(_) => left_out.push(format!("{}: does not audit clean", run.run_id)),
+                Err(e) => left_out.push(format!("{}: cannot be audited: {e}", run.run_id)),
+            }
+        }
+        Ok((here, left_out))
     }
 }
 
+/// A verification's runs and how they were judged.
+#[derive(Debug)]
+pub struct Judgement {
+    /// Every re-run made, completed or failed.
+    pub outcomes: Vec<PointOutcome>,
+    /// The completed re-runs.
+    pub reruns: Vec<LoadedRun>,
+    /// Earlier runs of the point on this machine that were compared too.
+    pub earlier: Vec<LoadedRun>,
+    pub sequential: Sequential,
+}
+
+/// Every metric judged at one look, from the reported run and this
+/// machine's runs (earlier ones, then the re-runs).
+pub fn judge_look(
+    reported: &Reported,
+    here: &[&LoadedRun],
+    method: &Method,
+    reruns: u32,
+) -> Vec<MetricResult> {
+    METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, &metric)| {
+            let theirs = reported.run.figures[i];
+            let input = MetricInput {
+                reported: theirs.value,
+                reported_values: theirs.count,
+                here: here.iter().filter_map(|r| r.figures[i].value).collect(),
+                here_values: here.iter().filter_map(|r| r.figures[i].count).min(),
+            };
+            stats::compare(
+                metric,
+                &input,
+                stats::band(&reported.point.spec.verify, metric),
+                method,
+                reruns,
+            )
+        })
+        .collect()
+}
+
 /// Checks this machine fits the point and its pins are available, then
-/// runs the identical point `repeats` times (one engine start) into
-/// `opts.results`. Relative paths of the point resolve against `spec_dir`.
+/// re-runs the identical point on one engine start into `opts.results`,
+/// one at a time: after each completed re-run that is a look of `repeats`,
+/// every metric is judged against the reported run (with `earlier`, the
+/// other runs of the point here), `on_look` is told, and the re-runs stop
+/// once every judged metric is decided or `repeats.max()` were made.
+/// Relative paths of the point resolve against `spec_dir`.
+#[allow(clippy::too_many_arguments)]
 pub async fn reproduce(
     reported: &Reported,
-    repeats: u32,
+    repeats: Repeats,
+    earlier: Vec<LoadedRun>,
     opts: &RunOptions,
     spec_dir: &Path,
     observer: &dyn Observer,
+    on_look: &dyn Fn(u32, &Sequential),
     shutdown: watch::Receiver<Option<String>>,
-) -> Result<Vec<PointOutcome>, ReproduceError> {
+) -> Result<Judgement, ReproduceError> {
     let spec = &reported.point.spec;
     probe::fit(
         &probe::gpus(),
@@ -259,8 +378,47 @@ pub async fn reproduce(
         point: reported.point.clone(),
         experiment: spec_dir.join(POINT_FILE),
     };
-    let planned = vec![planned; repeats.max(1) as usize];
-    Ok(pipeline::run_points(planned, opts, observer, shutdown).await?)
+    let planned = vec![planned; repeats.max().max(1) as usize];
+    let method = Method::new(repeats);
+    let mut sequential = Sequential::new(method);
+    let mut reruns: Vec<LoadedRun> = Vec::new();
+    let mut load_error = None;
+    let mut stop = |o: &PointOutcome| -> bool {
+        let PointOutcome::Completed { path, .. } = o else {
+            return false;
+        };
+        match LoadedRun::load(path) {
+            Ok(run) => reruns.push(run),
+            Err(e) => {
+                load_error = Some(e);
+                return true;
+            }
+        }
+        let n = reruns.len() as u32;
+        if !repeats.is_look(n) {
+            return false;
+        }
+        let here: Vec<&LoadedRun> = earlier.iter().chain(reruns.iter()).collect();
+        sequential.look(judge_look(reported, &here, &method, n));
+        on_look(n, &sequential);
+        matches!(repeats, Repeats::Auto { .. }) && sequential.done()
+    };
+    let outcomes = pipeline::run_points_until(planned, opts, observer, shutdown, &mut stop).await?;
+    if let Some(e) = load_error {
+        return Err(e);
+    }
+    // Fewer completed re-runs than a look needs (some failed): judge what
+    // there is, so the verdict says what could and could not be shown.
+    if sequential.metrics.is_empty() && !reruns.is_empty() {
+        let here: Vec<&LoadedRun> = earlier.iter().chain(reruns.iter()).collect();
+        sequential.look(judge_look(reported, &here, &method, reruns.len() as u32));
+    }
+    Ok(Judgement {
+        outcomes,
+        reruns,
+        earlier,
+        sequential,
+    })
 }
 
 /// The value of `metric` in a summary, as reported.
@@ -275,28 +433,6 @@ fn summary_value(s: &Summary, metric: VerifyMetric) -> Option<f64> {
         VerifyMetric::MedianItl => l.itl.p50_ms,
         VerifyMetric::MedianE2el => l.e2el.p50_ms,
     }
-}
-
-/// Compares every metric of the reported run with the new runs.
-pub fn compare_runs(reported: &Reported, new: &[LoadedRun], b: &Bootstrap) -> Vec<MetricResult> {
-    let pooled: Vec<RequestSample> = new.iter().flat_map(|r| r.requests.clone()).collect();
-    METRICS
-        .iter()
-        .map(|&metric| {
-            let per_run: Vec<f64> = new
-                .iter()
-                .filter_map(|r| summary_value(&r.summary, metric))
-                .collect();
-            stats::compare(
-                metric,
-                summary_value(&reported.run.summary, metric),
-                &per_run,
-                &pooled,
-                stats::band(&reported.point.spec.verify, metric),
-                b,
-            )
-        })
-        .collect()
 }
 
 /// One environment fact that differs between the reported run and new ones.
@@ -383,8 +519,15 @@ pub struct Verifier {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
-    pub repeats: usize,
-    pub bootstrap: Bootstrap,
+    /// The re-runs made.
+    pub reruns: usize,
+    /// How the re-runs were judged: the method, its reference, α, the
+    /// repeats rule and each look's confidence.
+    pub method: Method,
+    /// The judged metrics, and those not judged (the reason is in each
+    /// metric's `note`).
+    pub judged: Vec<String>,
+    pub not_judged: Vec<String>,
     /// Relative tolerance per metric: REPRODUCED needs the ratio's interval
     /// inside `[1 − band, 1 + band]`.
     pub bands: BTreeMap<String, f64>,
@@ -401,6 +544,8 @@ pub struct VerdictPredicate {
     /// The reported run's statement.
     pub input_attestations: Vec<Attestation>,
     pub reproductions: Vec<Reproduction>,
+    /// Earlier runs of the point on this machine, compared with the re-runs.
+    pub compared_runs: Vec<Reproduction>,
     pub policy: Policy,
     pub metrics: Vec<MetricResult>,
     pub drift: Vec<Drift>,
@@ -428,12 +573,12 @@ fn relative(run_dir: &Path, point_id: &str) -> String {
 impl VerdictStatement {
     pub fn new(
         reported: &Reported,
-        new: &[LoadedRun],
-        metrics: Vec<MetricResult>,
-        bootstrap: Bootstrap,
+        judgement: &Judgement,
         drift: Vec<Drift>,
         verified_at: SystemTime,
     ) -> VerdictStatement {
+        let new = &judgement.reruns;
+        let metrics = judgement.sequential.metrics.clone();
         let id = reported.point.id();
         let resource = relative(&reported.run.dir, id);
         let statement_uri = format!("{resource}/{STATEMENT_FILE}");
@@ -441,8 +586,22 @@ impl VerdictStatement {
             sha256: reported.run.statement_sha256.clone(),
         };
         let harness = Harness::current();
-        let overall = stats::overall(metrics.iter().filter_map(|m| m.verdict));
+        let overall = judgement.sequential.verdict();
         let bands = metrics.iter().map(|m| (m.metric.clone(), m.band)).collect();
+        let names = |judged: bool| -> Vec<String> {
+            metrics
+                .iter()
+                .filter(|m| m.judged == judged)
+                .map(|m| m.metric.clone())
+                .collect()
+        };
+        let reference = |r: &LoadedRun| Reproduction {
+            run_id: r.run_id.clone(),
+            uri: format!("{}/{STATEMENT_FILE}", relative(&r.dir, id)),
+            digest: DigestSet {
+                sha256: r.statement_sha256.clone(),
+            },
+        };
         VerdictStatement {
             statement_type: STATEMENT_TYPE.to_string(),
             subject: vec![Subject {
@@ -463,19 +622,13 @@ impl VerdictStatement {
                     uri: statement_uri,
                     digest,
                 }],
-                reproductions: new
-                    .iter()
-                    .map(|r| Reproduction {
-                        run_id: r.run_id.clone(),
-                        uri: format!("{}/{STATEMENT_FILE}", relative(&r.dir, id)),
-                        digest: DigestSet {
-                            sha256: r.statement_sha256.clone(),
-                        },
-                    })
-                    .collect(),
+                reproductions: new.iter().map(reference).collect(),
+                compared_runs: judgement.earlier.iter().map(reference).collect(),
                 policy: Policy {
-                    repeats: new.len(),
-                    bootstrap,
+                    reruns: new.len(),
+                    method: judgement.sequential.method,
+                    judged: names(true),
+                    not_judged: names(false),
                     bands,
                 },
                 metrics,
@@ -542,19 +695,22 @@ fn fmt_value(v: Option<f64>, unit: &str) -> String {
     }
 }
 
-/// The verdict as a table (metric, reported, re-measured, ratio, interval,
-/// band, verdict), the overall line, notes and drift.
+/// The verdict as a table (metric, reported, this machine, ratio,
+/// interval, band, verdict, when decided), the overall line with what was
+/// and was not judged, notes, what would decide an INCONCLUSIVE metric, and
+/// drift.
 pub fn render(statement: &VerdictStatement) -> String {
     let p = &statement.predicate;
-    let conf = (p.policy.bootstrap.confidence * 100.0).round();
+    let conf = p.policy.method.per_look_confidence;
     let header = vec![
         "metric".to_string(),
         "reported".to_string(),
-        "re-measured".to_string(),
+        "here".to_string(),
         "ratio".to_string(),
-        format!("{conf}% interval"),
+        format!("{} interval", stats::percent(conf)),
         "band".to_string(),
         "verdict".to_string(),
+        "decided".to_string(),
     ];
     let mut rows = vec![header];
     for m in &p.metrics {
@@ -566,7 +722,11 @@ pub fn render(statement: &VerdictStatement) -> String {
             m.interval
                 .map_or("-".into(), |i| format!("[{:.3}, {:.3}]", i.lo, i.hi)),
             format!("±{}%", (m.band * 1000.0).round() / 10.0),
-            m.verdict.map_or("n/a".into(), |v| v.to_string()),
+            match (m.judged, m.verdict) {
+                (true, Some(v)) => v.to_string(),
+                _ => "not judged".into(),
+            },
+            m.decided_after.map_or("-".into(), |n| format!("after {n}")),
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -581,20 +741,42 @@ pub fn render(statement: &VerdictStatement) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
-    let requests = p.metrics.iter().find(|m| m.resampled == "requests");
+    let earlier = match p.compared_runs.len() {
+        0 => String::new(),
+        n => format!(" and {n} earlier run(s) here"),
+    };
+    let repeats = match p.policy.method.repeats {
+        auto @ Repeats::Auto { .. } => {
+            let looks: Vec<String> = auto.looks().iter().map(u32::to_string).collect();
+            format!("repeats auto: looks after {} re-runs", looks.join(", "))
+        }
+        Repeats::Fixed { n } => format!("repeats {n}"),
+    };
     let _ = writeln!(
         out,
-        "overall: {} ({} repeat(s), {} request(s); {} bootstrap, B = {}, seed {:#x})",
+        "overall: {} ({} re-run(s){earlier}; {repeats}; judged: {}; not judged: {})",
         p.verification_result,
-        p.policy.repeats,
-        requests.map_or(0, |m| m.n),
-        p.policy.bootstrap.method,
-        p.policy.bootstrap.resamples,
-        p.policy.bootstrap.seed,
+        p.policy.reruns,
+        list_or_none(&p.policy.judged),
+        list_or_none(&p.policy.not_judged),
+    );
+    let _ = writeln!(
+        out,
+        "method: {}; α = {}; NOT REPRODUCED needs its interval at {} wholly outside the band",
+        p.policy.method.name,
+        p.policy.method.alpha,
+        stats::percent(p.policy.method.accusation_confidence)
     );
     for m in &p.metrics {
         if let Some(note) = &m.note {
             let _ = writeln!(out, "note: {}: {note}", m.metric);
+        }
+        if let Some(n) = m.runs_to_decide {
+            let _ = writeln!(
+                out,
+                "note: {}: about {n} runs here would likely decide it at this spread ({} now)",
+                m.metric, m.runs
+            );
         }
     }
     if p.drift.is_empty() {
@@ -616,6 +798,36 @@ pub fn render(statement: &VerdictStatement) -> String {
         }
     }
     out
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// What is still open after a look, one line: printed after each re-run.
+pub fn render_look(reruns: u32, seq: &Sequential) -> String {
+    let open = seq.undecided();
+    if open.is_empty() {
+        return format!("after {reruns} re-run(s): every judged metric is decided");
+    }
+    let open: Vec<String> = open
+        .iter()
+        .map(|m| match m.interval {
+            Some(i) => format!(
+                "{} [{:.3}, {:.3}] ±{}%",
+                m.metric,
+                i.lo,
+                i.hi,
+                (m.band * 1000.0).round() / 10.0
+            ),
+            None => m.metric.clone(),
+        })
+        .collect();
+    format!("after {reruns} re-run(s): undecided: {}", open.join("; "))
 }
 
 #[cfg(test)]
@@ -674,6 +886,7 @@ mod tests {
         let m = |metric: &str, unit: &str, rep: f64, new: f64, lo: f64, hi: f64, band: f64| {
             let ratio = new / rep;
             let interval = stats::Interval { lo, hi };
+            let verdict = stats::decide(interval, interval, band);
             MetricResult {
                 metric: metric.into(),
                 unit: unit.into(),
@@ -681,42 +894,61 @@ mod tests {
                 remeasured: Some(new),
                 ratio: Some(ratio),
                 interval: Some(interval),
+                accusation_interval: Some(interval),
                 band,
-                resampled: if unit == "ms" { "requests" } else { "repeats" }.into(),
-                n: if unit == "ms" { 96 } else { 1 },
-                verdict: Some(stats::judge(interval, band)),
-                note: (unit != "ms").then(|| {
-                    "one repeat: the interval is a single value, not a confidence interval"
-                        .to_string()
-                }),
+                runs: 4,
+                values_per_run: (unit == "ms").then_some(96),
+                judged: true,
+                verdict: Some(verdict),
+                decided_after: (verdict != Verdict::Inconclusive).then_some(3),
+                runs_to_decide: None,
+                note: None,
             }
         };
         let metrics = vec![
-            m(
-                "output-throughput",
-                "tok/s",
-                300.0,
-                290.0,
-                0.9667,
-                0.9667,
-                0.05,
-            ),
-            m("request-throughput", "req/s", 10.0, 9.7, 0.97, 0.97, 0.05),
-            m("median-ttft", "ms", 50.0, 56.0, 1.09, 1.13, 0.10),
-            m("p99-ttft", "ms", 60.0, 80.0, 1.25, 1.4, 0.10),
-            m("median-tpot", "ms", 10.0, 10.1, 1.0, 1.02, 0.10),
+            m("output-throughput", "tok/s", 300.0, 290.0, 0.95, 0.98, 0.05),
+            m("request-throughput", "req/s", 10.0, 9.7, 0.94, 1.0, 0.05),
+            m("median-ttft", "ms", 50.0, 57.0, 1.12, 1.16, 0.10),
+            MetricResult {
+                interval: None,
+                ratio: None,
+                judged: false,
+                verdict: None,
+                decided_after: None,
+                note: Some("not judged: 96 values per run, a p99 needs at least 368".into()),
+                ..m("p99-ttft", "ms", 60.0, 80.0, 1.25, 1.4, 0.10)
+            },
+            MetricResult {
+                runs_to_decide: Some(7),
+                ..m("median-tpot", "ms", 10.0, 10.5, 1.0, 1.12, 0.10)
+            },
             m("median-itl", "ms", 10.0, 10.0, 0.99, 1.01, 0.10),
             MetricResult {
                 reported: None,
                 remeasured: None,
                 ratio: None,
                 interval: None,
+                judged: false,
                 verdict: None,
-                note: Some("neither run has this metric".into()),
+                decided_after: None,
+                note: Some("neither side has this metric".into()),
                 ..m("median-e2el", "ms", 1.0, 1.0, 1.0, 1.0, 0.10)
             },
         ];
-        let overall = stats::overall(metrics.iter().filter_map(|m| m.verdict));
+        let method = Method::new(Repeats::Auto {
+            first_look: 3,
+            max: 10,
+        });
+        let mut sequential = Sequential::new(method);
+        sequential.look(metrics.clone());
+        let overall = sequential.verdict();
+        let names = |judged: bool| -> Vec<String> {
+            metrics
+                .iter()
+                .filter(|m| m.judged == judged)
+                .map(|m| m.metric.clone())
+                .collect()
+        };
         VerdictStatement {
             statement_type: STATEMENT_TYPE.into(),
             subject: vec![],
@@ -732,9 +964,12 @@ mod tests {
                 resource_uri: "points/p/runs/r".into(),
                 input_attestations: vec![],
                 reproductions: vec![],
+                compared_runs: vec![],
                 policy: Policy {
-                    repeats: 1,
-                    bootstrap: Bootstrap::default(),
+                    reruns: 4,
+                    method,
+                    judged: names(true),
+                    not_judged: names(false),
                     bands: BTreeMap::new(),
                 },
                 metrics,

@@ -1,15 +1,16 @@
 //! `infermark verify` end to end: against the built-in sim server (whose
-//! timing is known, so a shifted run is shifted by construction) and
-//! against the real llama.cpp engine.
+//! timing is known, so a shifted run is shifted by construction, and whose
+//! run-to-run drift can be set from a seed) and against the real llama.cpp
+//! engine.
 //!
 //! Bands are chosen for a shared two-core machine: the sim's medians are
 //! timer-driven and hold within a few percent, so 15% on latency medians
 //! and throughputs leaves room for other tests' load without hiding a
-//! wrong formula; p99 TTFT of a few dozen requests is close to their
-//! maximum, which one scheduling hiccup moves, so it gets 50%.
+//! wrong formula. p99 TTFT of a few dozen requests per run is not judged
+//! (a p99 needs 368 values per run), and the verdict says so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::SystemTime;
 
 use infermark::metrics;
@@ -18,7 +19,7 @@ use infermark::provenance::RunPredicate;
 use infermark::spec::{Point, VerifyMetric};
 use infermark::store::Store;
 use infermark::verify::reproduce::LoadedRun;
-use infermark::verify::stats::{self, Bootstrap, Verdict};
+use infermark::verify::stats::{self, Method, MetricInput, Repeats, RunValue, Verdict};
 
 use crate::run_cpu::World;
 use crate::support::{heavy, infermark, serve_sim, stderr, stdout};
@@ -99,11 +100,11 @@ fn verdicts(run: &Path) -> Vec<PathBuf> {
 
 /// Asserts the statement's shape: subject and input attestation are the
 /// reported run's statement by digest, one reproduction per new run with
-/// its statement's digest, every metric judged, the recorded seed.
-fn assert_statement(verdict: &Path, reported: &Path, repeats: usize, overall: &str) {
+/// its statement's digest, every metric listed, the method recorded.
+fn assert_statement(verdict: &Path, reported: &Path, reruns: usize, overall: &str) {
     let v = json(verdict);
     assert_eq!(v["_type"], "https://in-toto.io/Statement/v1");
-    assert_eq!(v["predicateType"], "https://infermark.dev/verification/v1");
+    assert_eq!(v["predicateType"], "https://infermark.dev/verification/v2");
     let digest = sha256_hex(&reported.join("provenance.json"));
     assert_eq!(v["subject"][0]["digest"]["sha256"], digest.as_str(), "{v}");
     let p = &v["predicate"];
@@ -112,17 +113,28 @@ fn assert_statement(verdict: &Path, reported: &Path, repeats: usize, overall: &s
         digest.as_str()
     );
     assert_eq!(p["verification_result"], overall, "{v}");
-    assert_eq!(p["policy"]["bootstrap"]["seed"], stats::SEED);
-    assert_eq!(p["policy"]["bootstrap"]["resamples"], 2000);
+    assert_eq!(p["policy"]["method"]["name"], stats::METHOD);
+    assert_eq!(p["policy"]["method"]["alpha"], stats::ALPHA);
+    assert_eq!(p["policy"]["reruns"], reruns);
     let results = reported.ancestors().nth(4).unwrap();
     let reproductions = p["reproductions"].as_array().unwrap();
-    assert_eq!(reproductions.len(), repeats, "{v}");
+    assert_eq!(reproductions.len(), reruns, "{v}");
     for r in reproductions {
         let path = results.join(r["uri"].as_str().unwrap());
         assert_eq!(r["digest"]["sha256"], sha256_hex(&path).as_str());
     }
     assert_eq!(p["metrics"].as_array().unwrap().len(), 7);
+    let judged = p["policy"]["judged"].as_array().unwrap().len();
+    let not_judged = p["policy"]["not_judged"].as_array().unwrap().len();
+    assert_eq!(judged + not_judged, 7, "{v}");
     assert!(p["drift"].is_array());
+}
+
+fn reruns_of(verdict: &Path) -> usize {
+    json(verdict)["predicate"]["reproductions"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 #[test]
@@ -132,24 +144,32 @@ fn a_sim_run_verified_on_the_same_machine_is_reproduced() {
     let o = infermark(w.root(), &["verify", reported.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
+    assert!(out.contains("overall: REPRODUCED ("), "{out}");
+    // 24 requests per run: medians are judged, the p99 is not, and the
+    // verdict says which and why.
+    assert!(out.contains("not judged: p99-ttft)"), "{out}");
     assert!(
-        out.contains("overall: REPRODUCED (2 repeat(s), 48 request(s)"),
+        out.contains("note: p99-ttft: not judged: 24 values per run, a p99 needs at least 368"),
         "{out}"
     );
     for metric in stats::METRICS {
         assert!(out.contains(metric.as_str()), "{out}");
     }
+    // Each re-run is followed by what is still undecided.
+    assert!(stderr(&o).contains("after 2 re-run(s): "), "{}", stderr(&o));
     // The new runs are ordinary results of the same point, and the tree
     // (verdicts included) still audits clean.
-    assert_eq!(runs_of(&w.results()).len(), 3);
     let vs = verdicts(&reported);
     assert_eq!(vs.len(), 1);
-    assert_statement(&vs[0], &reported, 2, "REPRODUCED");
+    let reruns = reruns_of(&vs[0]);
+    assert!((2..=10).contains(&reruns), "{reruns}");
+    assert_eq!(runs_of(&w.results()).len(), 1 + reruns);
+    assert_statement(&vs[0], &reported, reruns, "REPRODUCED");
     let a = infermark(w.root(), &["audit", "results"]);
     assert_eq!(a.status.code(), Some(0), "{}", stdout(&a));
 
-    // By point id prefix, with one repeat: the throughput interval is a
-    // single value, and the output says so.
+    // By point id prefix, with one fixed re-run: the earlier re-runs of the
+    // point on this machine are compared too, and the statement names them.
     let id = reported.ancestors().nth(2).unwrap();
     let prefix = &id.file_name().unwrap().to_str().unwrap()[..10];
     let o = infermark(
@@ -158,11 +178,20 @@ fn a_sim_run_verified_on_the_same_machine_is_reproduced() {
     );
     let out = stdout(&o);
     assert!(
-        out.contains("output-throughput: one repeat: the interval is a single value"),
+        out.contains(&format!(
+            "(1 re-run(s) and {reruns} earlier run(s) here; repeats 1;"
+        )),
         "{out}{}",
         stderr(&o)
     );
-    assert_eq!(runs_of(&w.results()).len(), 4);
+    let newest = verdicts(&reported).pop().unwrap();
+    let v = json(&newest);
+    assert_eq!(
+        v["predicate"]["compared_runs"].as_array().unwrap().len(),
+        reruns,
+        "{v}"
+    );
+    assert_eq!(runs_of(&w.results()).len(), 2 + reruns);
 }
 
 #[test]
@@ -238,7 +267,7 @@ fn a_run_with_timing_shifted_outside_a_tight_band_is_not_reproduced() {
     assert!(out.contains("overall: NOT REPRODUCED"), "{out}");
     let vs = verdicts(&shifted);
     assert_eq!(vs.len(), 1);
-    assert_statement(&vs[0], &shifted, 2, "NOT REPRODUCED");
+    assert_statement(&vs[0], &shifted, reruns_of(&vs[0]), "NOT REPRODUCED");
     let v = json(&vs[0]);
     let metric = |name: &str| {
         v["predicate"]["metrics"]
@@ -262,68 +291,55 @@ fn a_run_with_timing_shifted_outside_a_tight_band_is_not_reproduced() {
 #[test]
 fn inconclusive_is_reached_when_the_band_edge_falls_inside_the_interval() {
     // End to end, a shift that lands exactly on a band's edge is at the
-    // mercy of the machine's noise; here the edge is placed on real
-    // recorded distributions instead, so the case is deterministic.
+    // mercy of the machine's noise; here the edge is placed on a real
+    // recorded run's figures (its values and its requests' own sampling
+    // variance) instead, so the case is deterministic.
     let w = SimWorld::new(SIM_BANDS);
     let reported = w.run();
     let run = LoadedRun::load(&reported).unwrap();
-    let b = Bootstrap::default();
-    for metric in [VerifyMetric::MedianE2el, VerifyMetric::MedianTtft] {
-        let (estimate, interval) = stats::latency_interval(metric, &run.requests, &b).unwrap();
-        assert!(interval.hi > interval.lo, "{metric}: {interval:?}");
-        // A "reported" value whose band edge sits inside the interval.
-        let band = 0.05;
-        let mid = (interval.lo + interval.hi) / 2.0;
-        let claimed = mid / (1.0 + band);
-        let r = stats::compare(metric, Some(claimed), &[], &run.requests, band, &b);
+    let method = Method::new(Repeats::Fixed { n: 3 });
+    for (i, metric) in stats::METRICS.iter().enumerate() {
+        if !matches!(metric, VerifyMetric::MedianE2el | VerifyMetric::MedianTtft) {
+            continue;
+        }
+        let figure = run.figures[i];
+        let value = figure.value.unwrap();
+        assert!(value.within_var > 0.0, "{metric}: {value:?}");
+        // Three runs here 5% above the reported figure, 1% apart: the
+        // interval is centred on the edge of a 5% band.
+        let here = |centre: f64| MetricInput {
+            reported: Some(value),
+            reported_values: figure.count,
+            here: [0.99, 1.0, 1.01]
+                .iter()
+                .map(|f| RunValue {
+                    value: value.value * centre * f,
+                    within_var: value.within_var,
+                })
+                .collect(),
+            here_values: figure.count,
+        };
+        let r = stats::compare(*metric, &here(1.05), 0.05, &method, 3);
         assert_eq!(r.verdict, Some(Verdict::Inconclusive), "{r:?}");
-        // The same data against a value equal to its own estimate: inside.
-        let same = stats::compare(metric, Some(estimate), &[], &run.requests, 0.15, &b);
-        assert_eq!(same.verdict, Some(Verdict::Reproduced), "{same:?}");
+        let i = r.interval.unwrap();
+        assert!(i.lo < 1.05 && 1.05 < i.hi, "{r:?}");
     }
 }
 
-/// Bands for the real engine at concurrency 1 on a shared two-core machine,
-/// where the engine's own speed moves by about 10% from one run to the next
-/// (back-to-back runs here: 23 to 29 output tokens/s) with whatever else the
-/// host runs. 14% on throughputs and on the TPOT, ITL and E2EL medians: the
-/// 30% claim below then sits as far outside the band (1.3 / 1.14 = 1.14) as
-/// a true run sits inside it, so the machine may move by up to about 10%
-/// either way before either verdict turns; 35% on the TTFT median (the
-/// prompt phase alone: medians 13% apart between back-to-back runs, plus
-/// the bootstrap interval of 32 requests); 50% on p99 TTFT (of 32 requests:
-/// nearly their maximum).
+/// Bands for the real engine at concurrency 1 with 16 requests per run on a
+/// shared two-core machine (figures in docs/verify.md): the engine's speed
+/// moves from one run to the next by a few percent, and a reported run is
+/// one such run, so a band must be several times that spread before a
+/// REPRODUCED can be shown at all.
 const LLAMA_BANDS: [(&str, f64); 7] = [
-    ("output-throughput", 0.14),
-    ("request-throughput", 0.14),
+    ("output-throughput", 0.15),
+    ("request-throughput", 0.15),
     ("median-ttft", 0.35),
     ("p99-ttft", 0.5),
-    ("median-tpot", 0.14),
-    ("median-itl", 0.14),
-    ("median-e2el", 0.14),
+    ("median-tpot", 0.15),
+    ("median-itl", 0.15),
+    ("median-e2el", 0.15),
 ];
-
-/// The verdicts are measurements, so a machine whose speed moved by about a
-/// band between the reported run and its re-runs, or whose requests spread
-/// widely within a run, makes verify say so (rightly: the numbers did not
-/// reproduce there and then, or could not be told apart from the band's
-/// edge). Each llama.cpp scenario is therefore tried up to this many times,
-/// from a fresh reported run. An outcome other than the one expected is
-/// excused only when every metric's verdict follows an interval the test
-/// works out itself from the re-runs' raw records (`own_interval`), apart
-/// from verify's bootstrap: a metric whose own interval lies well inside its
-/// band must be REPRODUCED, one well outside must be NOT REPRODUCED, so a
-/// verify that judged wrongly fails at once on a steady machine. Here
-/// about one attempt in three moves or spreads that far; on a host whose
-/// hypervisor takes a varying share of the CPUs every attempt can (seen:
-/// re-runs 13-26% slower in five of five; a median E2EL whose interval
-/// spanned 0.83-1.03 of the reported figure with the machine steady).
-const LLAMA_ATTEMPTS: usize = 5;
-
-/// Room for the difference between the test's distribution-free intervals
-/// and verify's bootstrap: an own interval within this share of the band
-/// must be REPRODUCED; one wholly beyond `2 - MARGIN` of it must not be.
-const MARGIN: f64 = 0.8;
 
 fn llama_tolerance() -> String {
     let bands: Vec<String> = LLAMA_BANDS
@@ -331,176 +347,6 @@ fn llama_tolerance() -> String {
         .map(|(metric, band)| format!("{metric} = {band}"))
         .collect();
     format!("tolerance = {{ {} }}\n", bands.join(", "))
-}
-
-/// The figure of a summary that a verify metric judges.
-fn figure(s: &metrics::Summary, metric: &str) -> Option<f64> {
-    let l = &s.latency;
-    match metric {
-        "output-throughput" => s.throughput.output_tokens_per_s,
-        "request-throughput" => s.throughput.requests_per_s,
-        "median-ttft" => l.ttft.p50_ms,
-        "p99-ttft" => l.ttft.p99_ms,
-        "median-tpot" => l.tpot.p50_ms,
-        "median-itl" => l.itl.p50_ms,
-        "median-e2el" => l.e2el.p50_ms,
-        other => panic!("no figure for {other}"),
-    }
-}
-
-/// The run directories of the re-runs a verdict names.
-fn rerun_dirs(verdict: &Path, run: &Path) -> Vec<PathBuf> {
-    let results = run.ancestors().nth(4).unwrap();
-    json(verdict)["predicate"]["reproductions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let statement = results.join(r["uri"].as_str().unwrap());
-            statement.parent().unwrap().to_path_buf()
-        })
-        .collect()
-}
-
-/// The 1-based ranks `(l, u)` of the order statistics that bracket the `q`
-/// quantile of `n` values with at least 95% coverage whatever their
-/// distribution: `X(l) ≤ ξq ≤ X(u)` whenever `l ≤ B < u` for
-/// `B ~ Binomial(n, q)`, with `l` the largest rank where `P(B < l) ≤ 2.5%`
-/// and `u` the smallest where `P(B < u) ≥ 97.5%` (or `n`).
-fn quantile_ranks(n: usize, q: f64) -> (usize, usize) {
-    let (ln_q, ln_p) = (q.ln(), (1.0 - q).ln());
-    let (mut l, mut u) = (1, None);
-    let (mut ln_choose, mut below) = (0.0, 0.0);
-    for k in 0..=n {
-        // Here `below` is P(B < k).
-        if below <= 0.025 {
-            l = k.max(1);
-        }
-        if u.is_none() && below >= 0.975 {
-            u = Some(k);
-        }
-        if k > 0 {
-            ln_choose += ((n - k + 1) as f64).ln() - (k as f64).ln();
-        }
-        below += (ln_choose + k as f64 * ln_q + (n - k) as f64 * ln_p).exp();
-    }
-    (l, u.unwrap_or(n).max(l))
-}
-
-#[test]
-fn quantile_ranks_are_the_tabled_distribution_free_bounds() {
-    // The median of 32: X(10)..X(23), coverage 98.0%; of 20: X(6)..X(15).
-    assert_eq!(quantile_ranks(32, 0.5), (10, 23));
-    assert_eq!(quantile_ranks(20, 0.5), (6, 15));
-    // p99 of 32 values: only the top ones can bound it.
-    assert_eq!(quantile_ranks(32, 0.99), (30, 32));
-    assert_eq!(quantile_ranks(1, 0.5), (1, 1));
-}
-
-/// A 95% interval of `metric`'s re-measured figure as a ratio to `claimed`,
-/// worked out apart from verify's bootstrap: for a latency, the order
-/// statistics of the re-runs' pooled per-request values (from their
-/// `requests.jsonl`) that bracket its percentile (`quantile_ranks`); for a
-/// throughput, the range of the re-runs' own figures, which is what an
-/// interval of their mean over two repeats spans.
-fn own_interval(metric: &str, claimed: f64, reruns: &[PathBuf]) -> (f64, f64) {
-    if metric.ends_with("-throughput") {
-        let ratios = reruns.iter().map(|d| {
-            let s = metrics::read_summary(&d.join("summary.json")).unwrap();
-            figure(&s, metric).unwrap() / claimed
-        });
-        return ratios.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-            (lo.min(r), hi.max(r))
-        });
-    }
-    let mut values: Vec<f64> = Vec::new();
-    for dir in reruns {
-        let records = metrics::read_records(&dir.join("requests.jsonl")).unwrap();
-        for s in metrics::request_samples(&records) {
-            match metric {
-                "median-ttft" | "p99-ttft" => values.extend(s.ttft_ms),
-                "median-tpot" => values.extend(s.tpot_ms),
-                "median-itl" => values.extend(s.itl_ms),
-                "median-e2el" => values.push(s.e2el_ms),
-                other => panic!("no values for {other}"),
-            }
-        }
-    }
-    assert!(!values.is_empty(), "no {metric} values in {reruns:?}");
-    values.sort_by(f64::total_cmp);
-    let q = if metric == "p99-ttft" { 0.99 } else { 0.5 };
-    let (l, u) = quantile_ranks(values.len(), q);
-    (values[l - 1] / claimed, values[u - 1] / claimed)
-}
-
-/// Checks each metric's verdict against the re-runs' own numbers: with the
-/// own interval within `MARGIN` of the band it must be REPRODUCED, wholly
-/// beyond `2 - MARGIN` of it NOT REPRODUCED; in between (the interval near
-/// or across an edge) any verdict may be right, and it is not checked.
-/// Panics on a verdict that contradicts the numbers; returns how many were
-/// checked.
-fn verdicts_follow_the_numbers(verdict: &Path, run: &Path, shown: &str) -> usize {
-    let claimed = metrics::read_summary(&run.join("summary.json")).unwrap();
-    let v = json(verdict);
-    let reruns = rerun_dirs(verdict, run);
-    assert!(!reruns.is_empty(), "no re-run:\n{shown}");
-    let mut checked = 0;
-    for (metric, band) in LLAMA_BANDS {
-        let (lo, hi) = own_interval(metric, figure(&claimed, metric).unwrap(), &reruns);
-        let judged = v["predicate"]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["metric"] == metric)
-            .unwrap_or_else(|| panic!("no verdict for {metric}:\n{shown}"));
-        let (near, far) = (band * MARGIN, band * (2.0 - MARGIN));
-        let expect = if 1.0 - near <= lo && hi <= 1.0 + near {
-            "REPRODUCED"
-        } else if hi < 1.0 - far || lo > 1.0 + far {
-            "NOT REPRODUCED"
-        } else {
-            continue;
-        };
-        assert_eq!(
-            judged["verdict"], expect,
-            "{metric}: the re-runs' own 95% interval is [{lo:.3}, {hi:.3}] of the claimed \
-             figure against a band of ±{band}, yet {judged}:\n{shown}"
-        );
-        checked += 1;
-    }
-    checked
-}
-
-/// After an outcome other than the one expected: every verdict must follow
-/// the re-runs' own numbers (`verdicts_follow_the_numbers`), and then the
-/// outcome was the machine's. With an attempt left, the caller tries again
-/// (`false`); after the last one, at least one metric must have been
-/// checked (`true`: done).
-fn excuse_machine(attempt: usize, run: &Path, o: &Output) -> bool {
-    let shown = format!("{}{}", stdout(o), stderr(o));
-    let verdict = verdicts(run)
-        .pop()
-        .unwrap_or_else(|| panic!("no verdict stored:\n{shown}"));
-    let checked = verdicts_follow_the_numbers(&verdict, run, &shown);
-    if attempt == LLAMA_ATTEMPTS {
-        assert!(
-            checked > 0,
-            "in each of {LLAMA_ATTEMPTS} attempts the machine moved or spread too far for the \
-             expected verdict, and in the last no metric's own interval was clear enough of \
-             its band's edges to check its verdict:\n{shown}"
-        );
-        eprintln!(
-            "in each of {LLAMA_ATTEMPTS} attempts the machine moved or spread too far for the \
-             expected verdict; the last verdict follows the numbers on {checked} metric(s):\n\
-             {shown}"
-        );
-        return true;
-    }
-    eprintln!(
-        "attempt {attempt}: the verdicts follow the re-runs' own numbers ({checked} checked), \
-         which left the expected verdict out of reach; again from a new reported run:\n{shown}"
-    );
-    false
 }
 
 fn llama_world() -> (World, String) {
@@ -512,7 +358,7 @@ fn llama_world() -> (World, String) {
             .replace(r#""-t", "2""#, r#""-t", "1""#)
             .replace(
                 "repeats = 3\n",
-                &format!("repeats = 2\n{}", llama_tolerance()),
+                &format!("repeats = 3\n{}", llama_tolerance()),
             )
     });
     let o = w.infermark(&[
@@ -585,8 +431,6 @@ fn verify_llama(w: &World, run: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "verify",
         run.to_str().unwrap(),
-        "--repeats",
-        "2",
         "--cache-dir",
         cache.to_str().unwrap(),
     ];
@@ -594,24 +438,42 @@ fn verify_llama(w: &World, run: &Path, extra: &[&str]) -> std::process::Output {
     niced(w, &args)
 }
 
+/// A true run is never accused. On this machine a REPRODUCED is not
+/// always reachable at these bands within `max-repeats` (the engine's
+/// run-to-run spread), so the claim is INCONCLUSIVE-or-better, and an
+/// INCONCLUSIVE must say, for each undecided metric, how many runs would
+/// likely decide it or that none would. One attempt: the verdict is what
+/// it is.
 #[test]
-fn a_llamacpp_run_verified_on_the_same_machine_is_reproduced() {
+fn a_true_llamacpp_run_is_reproduced_or_inconclusive_never_not_reproduced() {
     let _heavy = heavy();
-    for attempt in 1..=LLAMA_ATTEMPTS {
-        let (w, id) = llama_world();
-        let run = run_llama(&w, &id, &[]);
-        let o = verify_llama(&w, &run, &[]);
-        if o.status.code() == Some(0) {
-            assert!(stdout(&o).contains("overall: REPRODUCED"), "{}", stdout(&o));
-            let last = verdicts(&run).pop().unwrap();
-            assert_statement(&last, &run, 2, "REPRODUCED");
-            verdicts_follow_the_numbers(&last, &run, &stdout(&o));
-            return;
+    let (w, id) = llama_world();
+    let run = run_llama(&w, &id, &[]);
+    let o = verify_llama(&w, &run, &[]);
+    let shown = format!("{}{}", stdout(&o), stderr(&o));
+    let last = verdicts(&run).pop().unwrap_or_else(|| panic!("{shown}"));
+    let v = json(&last);
+    match o.status.code() {
+        Some(0) => assert_statement(&last, &run, reruns_of(&last), "REPRODUCED"),
+        Some(6) => {
+            assert_statement(&last, &run, reruns_of(&last), "INCONCLUSIVE");
+            for m in v["predicate"]["metrics"].as_array().unwrap() {
+                if m["verdict"] == "INCONCLUSIVE" {
+                    let says = m["runs_to_decide"].is_u64()
+                        || m["note"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("more re-runs cannot decide it"));
+                    assert!(says, "{m}\n{shown}");
+                }
+            }
         }
-        if excuse_machine(attempt, &run, &o) {
-            return;
-        }
+        other => panic!("a true run got exit {other:?}:\n{shown}"),
     }
+    // Throughputs are always judged; the p99 of 16 requests never is.
+    let judged = &v["predicate"]["policy"]["judged"];
+    assert!(judged.to_string().contains("output-throughput"), "{v}");
+    let not_judged = &v["predicate"]["policy"]["not_judged"];
+    assert!(not_judged.to_string().contains("p99-ttft"), "{v}");
 }
 
 /// Rewrites a run to claim `factor` times its throughput: every time moves
@@ -657,80 +519,70 @@ fn inflate(run: &Path, factor: f64) {
 #[test]
 fn a_llamacpp_run_edited_to_claim_30_percent_more_throughput_is_not_reproduced() {
     let _heavy = heavy();
-    for attempt in 1..=LLAMA_ATTEMPTS {
-        let (w, id) = llama_world();
-        // Signed when run, and re-signed after the edit with the same
-        // trusted key: the signature vouches for the claim, the measurement
-        // refutes it.
-        let key = w.root().join("key");
-        let g = w.infermark(&["key", "generate", "--out", key.to_str().unwrap()]);
-        assert_eq!(g.status.code(), Some(0), "{}", stderr(&g));
-        let public = w.root().join("key.pub");
-        let run = run_llama(&w, &id, &["--sign-key", key.to_str().unwrap()]);
-        inflate(&run, 1.3);
-        let signer = infermark::provenance::sign::Signer::load(&key).unwrap();
-        infermark::provenance::sign::sign_statement_file(&run.join("provenance.json"), &signer)
-            .unwrap();
-        let a = w.infermark(&[
-            "audit",
-            run.to_str().unwrap(),
+    let (w, id) = llama_world();
+    // Signed when run, and re-signed after the edit with the same trusted
+    // key: the signature vouches for the claim, the measurement refutes it.
+    let key = w.root().join("key");
+    let g = w.infermark(&["key", "generate", "--out", key.to_str().unwrap()]);
+    assert_eq!(g.status.code(), Some(0), "{}", stderr(&g));
+    let public = w.root().join("key.pub");
+    let run = run_llama(&w, &id, &["--sign-key", key.to_str().unwrap()]);
+    inflate(&run, 1.3);
+    let signer = infermark::provenance::sign::Signer::load(&key).unwrap();
+    infermark::provenance::sign::sign_statement_file(&run.join("provenance.json"), &signer)
+        .unwrap();
+    let a = w.infermark(&[
+        "audit",
+        run.to_str().unwrap(),
+        "--trust",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(a.status.code(), Some(0), "{}", stdout(&a));
+    assert!(stdout(&a).contains("1 trusted"), "{}", stdout(&a));
+    let o = verify_llama(
+        &w,
+        &run,
+        &[
             "--trust",
             public.to_str().unwrap(),
-        ]);
-        assert_eq!(a.status.code(), Some(0), "{}", stdout(&a));
-        assert!(stdout(&a).contains("1 trusted"), "{}", stdout(&a));
-        let o = verify_llama(
-            &w,
-            &run,
-            &[
-                "--trust",
-                public.to_str().unwrap(),
-                "--sign-key",
-                key.to_str().unwrap(),
-            ],
-        );
-        if o.status.code() != Some(5) {
-            if excuse_machine(attempt, &run, &o) {
-                return;
-            }
-            continue;
-        }
-        assert!(
-            stdout(&o).contains("overall: NOT REPRODUCED"),
-            "{}",
-            stdout(&o)
-        );
-        // Refuted on the claim's side: what was measured is slower than
-        // claimed, never faster.
-        let verdict = verdicts(&run).pop().unwrap();
-        verdicts_follow_the_numbers(&verdict, &run, &stdout(&o));
-        let v = json(&verdict);
-        let refuted: Vec<&serde_json::Value> = v["predicate"]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["verdict"] == "NOT REPRODUCED")
-            .collect();
-        assert!(!refuted.is_empty(), "{v}");
-        for m in refuted {
-            let ratio = m["ratio"].as_f64().unwrap();
-            let throughput = m["metric"].as_str().unwrap().ends_with("-throughput");
-            assert!(if throughput { ratio < 1.0 } else { ratio > 1.0 }, "{m}");
-        }
-        // The verdict is signed too.
-        let status = infermark::provenance::sign::check_envelope(
-            &verdict,
-            &[infermark::provenance::sign::load_public_key(&public).unwrap()],
-        );
-        assert!(
-            matches!(
-                status,
-                infermark::provenance::sign::SignatureStatus::Trusted { .. }
-            ),
-            "{status:?}"
-        );
-        return;
+            "--sign-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let shown = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(5), "{shown}");
+    assert!(stdout(&o).contains("overall: NOT REPRODUCED"), "{shown}");
+    // Refuted on the claim's side: what was measured is slower than
+    // claimed, never faster; output throughput among the refuted.
+    let verdict = verdicts(&run).pop().unwrap();
+    let v = json(&verdict);
+    let refuted: Vec<&serde_json::Value> = v["predicate"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["verdict"] == "NOT REPRODUCED")
+        .collect();
+    assert!(
+        refuted.iter().any(|m| m["metric"] == "output-throughput"),
+        "{v}"
+    );
+    for m in refuted {
+        let ratio = m["ratio"].as_f64().unwrap();
+        let throughput = m["metric"].as_str().unwrap().ends_with("-throughput");
+        assert!(if throughput { ratio < 1.0 } else { ratio > 1.0 }, "{m}");
     }
+    // The verdict is signed too.
+    let status = infermark::provenance::sign::check_envelope(
+        &verdict,
+        &[infermark::provenance::sign::load_public_key(&public).unwrap()],
+    );
+    assert!(
+        matches!(
+            status,
+            infermark::provenance::sign::SignatureStatus::Trusted { .. }
+        ),
+        "{status:?}"
+    );
 }
 
 #[test]
