@@ -1,6 +1,7 @@
 //! `infermark serve-sim`, `bench` and `calibrate`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,18 @@ fn ms(flag: &str, v: f64) -> anyhow::Result<Duration> {
     })
 }
 
+/// A log-normal sigma flag; negative, infinite or NaN values are refused.
+fn sigma(flag: &str, v: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && v >= 0.0 {
+        return Ok(v);
+    }
+    Err(InvalidInput(format!(
+        "`--{flag} {v}`: expected a finite standard deviation of the log speed factor, \
+         at least 0 (0 turns it off)"
+    ))
+    .into())
+}
+
 pub fn sim_config(a: &SimArgs) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         model_name: a.model_name.clone(),
@@ -76,6 +89,18 @@ pub fn sim_config(a: &SimArgs) -> anyhow::Result<SimConfig> {
     c.health.delay = ms("health-delay-ms", a.health_delay_ms)?;
     c.health.status = a.health_status;
     c.health.ready_after = ms("health-ready-after-ms", a.health_ready_after_ms)?;
+    c.drift.seed = a.drift_seed;
+    c.drift.run_sigma = sigma("run-drift", a.run_drift)?;
+    c.drift.request_sigma = sigma("request-jitter", a.request_jitter)?;
+    c.drift.run_requests = a.run_requests.and_then(NonZeroU64::new);
+    if c.drift.run_sigma > 0.0 && c.drift.run_requests.is_none() {
+        return Err(InvalidInput(format!(
+            "`--run-drift {}`: needs `--run-requests K` too, K the requests in one run \
+             (a point's warmup + measured requests), after which the speed factor is redrawn",
+            a.run_drift
+        ))
+        .into());
+    }
     c.validate().map_err(|e| InvalidInput(e.to_string()))?;
     Ok(c)
 }
@@ -309,4 +334,63 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("failed to write {}", path.display()))?;
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn sim_args(flags: &[&str]) -> SimArgs {
+        let argv = ["infermark", "serve-sim"].iter().chain(flags);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::ServeSim(a)) => a,
+            other => panic!("{flags:?} did not parse as serve-sim: {other:?}"),
+        }
+    }
+
+    fn error_of(flags: &[&str]) -> String {
+        match sim_config(&sim_args(flags)) {
+            Ok(c) => panic!("{flags:?} accepted: {c:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn drift_flags_set_the_drift() {
+        let c = sim_config(&sim_args(&[
+            "--run-drift",
+            "0.1",
+            "--run-requests",
+            "24",
+            "--request-jitter",
+            "0.02",
+            "--drift-seed",
+            "9",
+        ]));
+        let drift = c.map(|c| c.drift).ok();
+        assert_eq!(
+            drift,
+            Some(sim::Drift {
+                seed: 9,
+                run_sigma: 0.1,
+                run_requests: NonZeroU64::new(24),
+                request_sigma: 0.02,
+            })
+        );
+        let plain = sim_config(&sim_args(&[])).map(|c| c.drift).ok();
+        assert_eq!(plain, Some(sim::Drift::default()));
+    }
+
+    #[test]
+    fn bad_drift_flags_are_refused_naming_the_flag_and_the_fix() {
+        insta::assert_snapshot!(error_of(&["--run-drift", "0.1"]), @"`--run-drift 0.1`: needs `--run-requests K` too, K the requests in one run (a point's warmup + measured requests), after which the speed factor is redrawn");
+        insta::assert_snapshot!(error_of(&["--run-drift=-0.1", "--run-requests", "4"]), @"`--run-drift -0.1`: expected a finite standard deviation of the log speed factor, at least 0 (0 turns it off)");
+        insta::assert_snapshot!(error_of(&["--request-jitter", "NaN"]), @"`--request-jitter NaN`: expected a finite standard deviation of the log speed factor, at least 0 (0 turns it off)");
+        insta::assert_snapshot!(error_of(&["--request-jitter", "inf"]), @"`--request-jitter inf`: expected a finite standard deviation of the log speed factor, at least 0 (0 turns it off)");
+        let zero_k = Cli::try_parse_from(["infermark", "serve-sim", "--run-requests", "0"]);
+        assert!(zero_k.is_err(), "`--run-requests 0` must not parse");
+    }
 }

@@ -391,6 +391,25 @@ pub struct SimArgs {
     /// Answer 503 until this long after start, like a loading engine, ms.
     #[arg(long, default_value_t = 0.0)]
     pub health_ready_after_ms: f64,
+    /// Run-to-run speed drift: every timing of a run (TTFT, ITL) is
+    /// multiplied by exp(SIGMA·z), z ~ N(0,1) seeded, redrawn every
+    /// `--run-requests` requests. 0: off.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.0)]
+    pub run_drift: f64,
+    /// Requests in one run, counted in arrival order from server start: the
+    /// `--run-drift` factor is redrawn every K. For a point re-run by
+    /// `verify`, K = its warmup + measured requests ((warmup-per-client +
+    /// requests-per-client) × concurrency; or warmup-requests + requests).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_requests: Option<u64>,
+    /// Per-request speed jitter: each request's TTFT and ITL are multiplied
+    /// by its own seeded exp(SIGMA·z). 0: off.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.0)]
+    pub request_jitter: f64,
+    /// Seeds `--run-drift` and `--request-jitter`; the factors of request i
+    /// depend only on the seed and i.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub drift_seed: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -31,7 +31,20 @@
 //! - Fault requests are chosen by request sequence number (generation
 //!   requests only, counted from 0 in arrival order) and
 //!   [`Faults::seed`]; see [`Faults`] for what each fault looks like.
+//!
+//! Speed variation with known parameters ([`Drift`], off by default): every
+//! generation request's TTFT and every gap between its chunks are multiplied
+//! by one factor, `exp(run_sigma · z)` shared by each block of
+//! `run_requests` requests (one run of a point: its warmup and measured
+//! requests) times `exp(request_sigma · u)` of the request's own, with `z`,
+//! `u` standard normal draws from [`Drift::seed`] and the request's sequence
+//! number (the same numbering as the faults). [`Drift::factor`] computes it,
+//! so a test knows what each request got. Injected stalls, `/health` delays
+//! and the refusal of a failed request are not scaled: they are not the
+//! engine's speed. `serve-sim` sets it with `--run-drift SIGMA`,
+//! `--run-requests K`, `--request-jitter SIGMA` and `--drift-seed N`.
 
+mod drift;
 mod faults;
 mod request;
 mod server;
@@ -49,6 +62,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use drift::Drift;
 
 /// Listen backlog for [`spawn`]: a benchmark opens hundreds of connections at
 /// once, and the kernel's default (128 in many distributions) would make some
@@ -88,6 +103,8 @@ pub struct SimConfig {
     pub eos_after: Option<u32>,
     pub faults: Faults,
     pub health: Health,
+    /// Seeded speed variation per run and per request (none by default).
+    pub drift: Drift,
 }
 
 /// The deterministic timing model.
@@ -156,6 +173,7 @@ impl Default for SimConfig {
             eos_after: None,
             faults: Faults::default(),
             health: Health::default(),
+            drift: Drift::default(),
         }
     }
 }
@@ -222,6 +240,21 @@ impl SimConfig {
             if !(0.0..=1.0).contains(&rate) {
                 return invalid(field, "a share between 0 and 1");
             }
+        }
+        let sigmas = [
+            ("drift.run_sigma", self.drift.run_sigma),
+            ("drift.request_sigma", self.drift.request_sigma),
+        ];
+        for (field, sigma) in sigmas {
+            if !(sigma.is_finite() && sigma >= 0.0) {
+                return invalid(field, "a finite standard deviation, at least 0");
+            }
+        }
+        if self.drift.run_sigma > 0.0 && self.drift.run_requests.is_none() {
+            return invalid(
+                "drift.run_requests",
+                "the number of requests per run when `drift.run_sigma` is above 0",
+            );
         }
         if hyper::StatusCode::from_u16(self.health.status).is_err() {
             return invalid("health.status", "an HTTP status code (100-999)");

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::drift;
 use super::faults::Draw;
 use super::request::{self, Api, GenRequest};
 use super::stream::{
@@ -239,15 +240,19 @@ async fn generate(
     }
     let (output_tokens, finish) = output_length(&gen_req, draw.eos_tokens);
     let timing = &config.timing;
-    let ttft = timing.ttft_base.saturating_add(
+    let nominal_ttft = timing.ttft_base.saturating_add(
         timing
             .ttft_per_prompt_token
             .saturating_mul(gen_req.prompt_tokens),
     );
+    // The one place a request's timing is decided: streaming and not, every
+    // chunk's deadline follows from these two.
+    let speed = config.drift.factor(seq);
+    let ttft = drift::scale(nominal_ttft, speed);
     let faults = &config.faults;
     let schedule = Schedule {
         first: far_future_saturating(start, ttft),
-        itl: timing.itl,
+        itl: drift::scale(timing.itl, speed),
         tokens_per_chunk: timing.tokens_per_chunk,
         stall: draw
             .stall

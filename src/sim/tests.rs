@@ -1032,3 +1032,116 @@ fn bench_flat_out() {
     };
     bench(8, 50_000, timing);
 }
+
+#[test]
+fn invalid_drift_is_rejected_naming_the_field() {
+    let with = |drift: Drift| {
+        SimConfig {
+            drift,
+            ..SimConfig::default()
+        }
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+    };
+    let negative = with(Drift {
+        request_sigma: -0.1,
+        ..Drift::default()
+    });
+    assert_eq!(
+        negative.as_deref(),
+        Some(
+            "invalid sim setting `drift.request_sigma`: expected a finite standard deviation, at least 0"
+        )
+    );
+    let nan = with(Drift {
+        run_sigma: f64::NAN,
+        run_requests: std::num::NonZeroU64::new(4),
+        ..Drift::default()
+    });
+    assert!(nan.is_some_and(|m| m.contains("`drift.run_sigma`")));
+    let without_k = with(Drift {
+        run_sigma: 0.1,
+        ..Drift::default()
+    });
+    assert!(without_k.is_some_and(|m| m.contains("`drift.run_requests`")));
+    assert_eq!(with(Drift::default()), None);
+}
+
+/// One streaming request's TTFT (the sim's stamp on its first chunk minus
+/// the client's send time, so the client's own wake-up is left out) and the
+/// median gap between the stamps of its chunks, ms.
+async fn stamped_ttft_and_itl_ms(sim: &SimHandle, tokens: u32) -> (f64, f64) {
+    let body = json!({"prompt": "x", "max_tokens": tokens, "stream": true});
+    let sent = monotonic_ns();
+    let out = post(sim, "/v1/completions", body).await;
+    let stamps: Vec<u64> = out
+        .token_events()
+        .iter()
+        .filter_map(|c| c["infermark_sent_ns"].as_u64())
+        .collect();
+    assert_eq!(stamps.len(), tokens as usize, "status {}", out.status);
+    let mut gaps: Vec<f64> = stamps
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    ((stamps[0] - sent) as f64 / 1e6, gaps[gaps.len() / 2])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_drift_slows_or_speeds_each_run_by_its_drawn_factor() {
+    // Seed 6 draws run factors 1.43 and 0.91: TTFT 287 ms then 182 ms, ITL
+    // 28.7 ms then 18.2 ms.
+    let drift = Drift {
+        seed: 6,
+        run_sigma: 0.3,
+        run_requests: std::num::NonZeroU64::new(2),
+        request_sigma: 0.0,
+    };
+    let factors: Vec<f64> = (0..4).map(|seq| drift.factor(seq)).collect();
+    assert_eq!(factors[0], factors[1]);
+    assert_eq!(factors[2], factors[3]);
+    assert!(
+        factors[0] / factors[2] > 1.3,
+        "the seed must give clearly different runs: {factors:?}"
+    );
+    let ttft = 200.0;
+    let sim = start(SimConfig {
+        timing: Timing {
+            ttft_base: Duration::from_millis(200),
+            itl: Duration::from_millis(20),
+            ..Timing::default()
+        },
+        drift,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut observed = Vec::new();
+    for _ in 0..4 {
+        observed.push(stamped_ttft_and_itl_ms(&sim, 6).await);
+    }
+    for ((got_ttft, _), factor) in observed.iter().zip(&factors) {
+        // The sim's clock starts after the client's and timers never fire
+        // early: a TTFT below the drawn one would be a wrong factor.
+        assert!(
+            *got_ttft >= ttft * factor,
+            "TTFT {got_ttft:.1} ms below the drawn {:.1} ms",
+            ttft * factor
+        );
+    }
+    // Ratios of run 1 to run 0. A busy machine adds tens of ms to a TTFT
+    // (hence 25%); chunk gaps are between absolute deadlines, so their
+    // median is off by the timer's 1 ms tick at most (hence 10%).
+    let drawn = factors[2] / factors[0];
+    let ttft_ratio = (observed[2].0 + observed[3].0) / (observed[0].0 + observed[1].0);
+    let itl_ratio = (observed[2].1 + observed[3].1) / (observed[0].1 + observed[1].1);
+    assert!(
+        (ttft_ratio / drawn - 1.0).abs() < 0.25,
+        "TTFT ratio {ttft_ratio:.3}, drawn {drawn:.3}: {observed:?}"
+    );
+    assert!(
+        (itl_ratio / drawn - 1.0).abs() < 0.10,
+        "ITL ratio {itl_ratio:.3}, drawn {drawn:.3}: {observed:?}"
+    );
+}
