@@ -21,8 +21,10 @@ pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
 #[serde(deny_unknown_fields)]
 pub struct Harness {
     pub version: String,
-    /// Git commit of the source (`-dirty` when it had uncommitted changes),
-    /// or `unknown`.
+    /// Git commit of the source, or `unknown`. With uncommitted changes to
+    /// tracked files, `<commit>-dirty.<16 hex>`: the start of the git blob
+    /// id of `git diff --binary HEAD` (see build.rs), so a dirty build still
+    /// names one source.
     pub commit: String,
 }
 
@@ -248,6 +250,24 @@ mod tests {
           }
         }
         "#);
+    }
+
+    /// `<40 hex>`, `<40 hex>-dirty.<16 hex>` or `unknown`: never a bare
+    /// `-dirty`, which would name no source in particular.
+    #[test]
+    fn the_embedded_commit_names_one_source() {
+        let commit = Harness::current().commit;
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = commit == "unknown"
+            || match commit.split_once("-dirty.") {
+                Some((head, diff)) => hex(head, 40) && hex(diff, 16),
+                None => hex(&commit, 40),
+            };
+        assert!(ok, "harness commit `{commit}`");
     }
 
     #[test]
