@@ -13,14 +13,20 @@ pub fn lock(args: LockArgs) -> anyhow::Result<u8> {
         Some(LockCommand::Set {
             reference,
             value,
+            local,
             lock,
         }) => {
             let dir = lock.lock_dir.unwrap_or_else(|| PathBuf::from("lockfiles"));
             let mut lockfiles = Lockfiles::load_checked(&dir)?;
+            let target = if local {
+                lockfiles.local_mut()
+            } else {
+                &mut lockfiles
+            };
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            let what = lockfiles.set(&reference, &value, &now)?;
-            lockfiles.save()?;
-            println!("locked in {}/{what}", dir.display());
+            let what = target.set(&reference, &value, &now)?;
+            target.save()?;
+            println!("locked in {}/{what}", target.dir.display());
             Ok(exit::OK)
         }
         None => resolve_all(args),
@@ -79,6 +85,12 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
         }
         for r in &report.unchanged {
             println!("unchanged  {r}");
+        }
+        for r in &report.local {
+            println!(
+                "pinned locally  {r}  (in {}/local; not resolved)",
+                dir.display()
+            );
         }
         for cmd in &report.commands_unpinned {
             eprintln!(

@@ -542,6 +542,12 @@ pub enum LockCommand {
     Set {
         reference: String,
         value: String,
+        /// Pin in this machine's local overlay (`<lock dir>/local/*.lock`,
+        /// ignored by git; it wins over the tracked lockfiles), not in the
+        /// tracked lockfiles: for what only this machine has, such as an
+        /// image it built itself
+        #[arg(long)]
+        local: bool,
         #[command(flatten)]
         lock: LockDirArg,
     },

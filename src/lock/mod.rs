@@ -6,8 +6,17 @@
 //! Cargo.lock: committed, read during resolution, edited by `infermark lock`.
 //! Resolving tags and branches over the network lives in `resolve` (with the
 //! registry client in `oci` and the hub client in `hf`).
+//!
+//! A pin only one machine can have (an image it built itself, an executable
+//! it compiled differently) goes in the **local overlay**: `<lock dir>/local/`
+//! holds lockfiles of the same format, ignored by git, and is read on top of
+//! the tracked ones — for the same reference the overlay's entry wins. The
+//! tracked files stay as committed, so such a machine's harness is not
+//! built from a dirty tree; the overlay pins a run used are recorded in its
+//! `environment.json` (see [`local`]).
 
 pub mod hf;
+pub mod local;
 mod net;
 pub mod oci;
 pub mod resolve;
@@ -26,6 +35,8 @@ pub const LOCK_VERSION: u32 = 1;
 pub const IMAGES_LOCK: &str = "images.lock";
 pub const MODELS_LOCK: &str = "models.lock";
 pub const FILES_LOCK: &str = "files.lock";
+/// The local overlay's directory inside a lock directory.
+pub const LOCAL_DIR: &str = "local";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -115,19 +126,65 @@ pub struct FileEntry {
     pub resolved_from: String,
 }
 
-/// All lockfiles of one directory.
+/// All lockfiles of one directory, and its local overlay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lockfiles {
     pub dir: PathBuf,
     pub images: ImagesLock,
     pub models: ModelsLock,
     pub files: FilesLock,
+    /// This machine's pins from `<dir>/local/*.lock`, when that directory
+    /// exists. Looked up before the entries above (the overlay wins for the
+    /// same reference) but kept apart from them, so [`Lockfiles::save`] never
+    /// writes a machine's pin into the tracked files.
+    pub local: Option<Box<Lockfiles>>,
 }
 
 impl Lockfiles {
-    /// Reads the lockfiles in `dir`; a missing file is an empty lock.
+    /// Reads the lockfiles in `dir` and its local overlay `dir/local/`; a
+    /// missing file is an empty lock, a malformed one (tracked or local) an
+    /// error naming it.
     pub fn load(dir: &Path) -> Result<Self, LockError> {
+        let mut lock = Self::load_one(dir)?;
+        let local = dir.join(LOCAL_DIR);
+        if local.is_dir() {
+            lock.local = Some(Box::new(Self::load_one(&local)?));
+        }
+        Ok(lock)
+    }
+
+    /// An empty lock of `dir`, of the current version.
+    fn empty(dir: &Path) -> Self {
+        Lockfiles {
+            dir: dir.to_path_buf(),
+            images: ImagesLock {
+                version: LOCK_VERSION,
+                images: vec![],
+            },
+            models: ModelsLock {
+                version: LOCK_VERSION,
+                models: vec![],
+            },
+            files: FilesLock {
+                version: LOCK_VERSION,
+                files: vec![],
+            },
+            local: None,
+        }
+    }
+
+    /// The local overlay, created empty (in memory) when there is none;
+    /// `save` on it writes `<dir>/local/*.lock`.
+    pub fn local_mut(&mut self) -> &mut Lockfiles {
+        let dir = self.dir.join(LOCAL_DIR);
+        self.local
+            .get_or_insert_with(|| Box::new(Lockfiles::empty(&dir)))
+    }
+
+    /// The lockfiles of `dir` alone, without looking for an overlay.
+    fn load_one(dir: &Path) -> Result<Self, LockError> {
         Ok(Lockfiles {
+            local: None,
             dir: dir.to_path_buf(),
             images: read(&dir.join(IMAGES_LOCK), |l: &ImagesLock| l.version)?.unwrap_or(
                 ImagesLock {
@@ -149,7 +206,8 @@ impl Lockfiles {
     }
 
     /// Finds the lock directory for an experiment: `lockfiles/` in the
-    /// experiment's directory or the nearest ancestor that has one.
+    /// experiment's directory or the nearest ancestor that has one. Its
+    /// local overlay, if any, is `local/` inside it.
     pub fn find_dir(experiment: &Path) -> Option<PathBuf> {
         let start = std::path::absolute(experiment).ok()?;
         start
@@ -159,7 +217,9 @@ impl Lockfiles {
             .find(|d| d.is_dir())
     }
 
-    /// Writes all three files (sorted, so diffs stay small).
+    /// Writes all three files of this directory (sorted, so diffs stay
+    /// small); never the local overlay, which is saved through
+    /// [`Lockfiles::local_mut`].
     pub fn save(&mut self) -> Result<(), LockError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| LockError::Write {
             path: self.dir.clone(),
@@ -303,10 +363,13 @@ impl Lockfiles {
             Sha256::parse(&e.sha256)
                 .map_err(|m| invalid(FILES_LOCK, format!("`{}`: {m}", e.command)))?;
         }
-        Ok(())
+        match &self.local {
+            Some(local) => local.validate(),
+            None => Ok(()),
+        }
     }
 
-    /// Loads and checks every entry's form.
+    /// Loads and checks every entry's form, the overlay's too.
     pub fn load_checked(dir: &Path) -> Result<Self, LockError> {
         let l = Self::load(dir)?;
         l.validate()?;
@@ -314,8 +377,33 @@ impl Lockfiles {
     }
 }
 
+/// The overlay's pin, else the tracked one.
 impl Pins for Lockfiles {
     fn image_digest(&self, tagged: &str) -> Option<Sha256> {
+        self.local
+            .as_deref()
+            .and_then(|l| l.image_digest(tagged))
+            .or_else(|| self.own_image_digest(tagged))
+    }
+
+    fn model_commit(&self, repo: &str, revision: &str) -> Option<String> {
+        self.local
+            .as_deref()
+            .and_then(|l| l.model_commit(repo, revision))
+            .or_else(|| self.own_model_commit(repo, revision))
+    }
+
+    fn file_sha256(&self, command: &str) -> Option<Sha256> {
+        self.local
+            .as_deref()
+            .and_then(|l| l.file_sha256(command))
+            .or_else(|| self.own_file_sha256(command))
+    }
+}
+
+/// Lookups in this directory's files only, overlay aside.
+impl Lockfiles {
+    fn own_image_digest(&self, tagged: &str) -> Option<Sha256> {
         self.images
             .images
             .iter()
@@ -327,7 +415,7 @@ impl Pins for Lockfiles {
             })
     }
 
-    fn model_commit(&self, repo: &str, revision: &str) -> Option<String> {
+    fn own_model_commit(&self, repo: &str, revision: &str) -> Option<String> {
         self.models
             .models
             .iter()
@@ -335,7 +423,7 @@ impl Pins for Lockfiles {
             .map(|e| e.commit.clone())
     }
 
-    fn file_sha256(&self, command: &str) -> Option<Sha256> {
+    fn own_file_sha256(&self, command: &str) -> Option<Sha256> {
         self.files
             .files
             .iter()

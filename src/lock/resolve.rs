@@ -107,6 +107,10 @@ pub struct Report {
     pub unchanged: Vec<String>,
     /// References already locked and not asked (no `update_all`).
     pub kept: Vec<String>,
+    /// References this machine's local overlay pins: never asked, even with
+    /// `update_all`, since the overlay's pin wins and a tracked entry would
+    /// only make the tracked lockfiles differ from their commit.
+    pub local: Vec<String>,
     /// Process engines' commands without a sha256: no registry knows them;
     /// pin them with `infermark lock set COMMAND <sha256>`.
     pub commands_unpinned: Vec<String>,
@@ -199,6 +203,14 @@ pub async fn update_with(
 
     for image in &wanted.images {
         let key = image.tagged();
+        if lock
+            .local
+            .as_deref()
+            .is_some_and(|l| l.images.images.iter().any(|e| e.reference == key))
+        {
+            report.local.push(key);
+            continue;
+        }
         let old = lock
             .images
             .images
@@ -237,6 +249,15 @@ pub async fn update_with(
 
     for (repo, revision) in &wanted.models {
         let key = format!("{repo}@{revision}");
+        if lock.local.as_deref().is_some_and(|l| {
+            l.models
+                .models
+                .iter()
+                .any(|e| &e.repo == repo && &e.revision == revision)
+        }) {
+            report.local.push(key);
+            continue;
+        }
         let old = lock
             .models
             .models
@@ -280,7 +301,7 @@ pub async fn update_with(
     report.commands_unpinned = wanted
         .commands
         .into_iter()
-        .filter(|c| lock.files.files.iter().all(|e| &e.command != c))
+        .filter(|c| spec::Pins::file_sha256(&lock, c).is_none())
         .collect();
 
     if !report.changed.is_empty() {

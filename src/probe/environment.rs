@@ -5,13 +5,17 @@
 //! not know rather than guessing at their meaning. Keys other than the ones
 //! below are allowed and ignored, so later versions can add facts.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::ProbeError;
 use super::energy::Energy;
 use super::fit::HardwareFit;
 use super::gpu::GpuFacts;
 use super::host::HostFacts;
+use crate::lock::local::LocalPin;
 
 /// The format this module writes and reads.
 pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
@@ -21,19 +25,49 @@ pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
 #[serde(deny_unknown_fields)]
 pub struct Harness {
     pub version: String,
-    /// Git commit of the source (`-dirty` when it had uncommitted changes),
-    /// or `unknown`.
+    /// Git commit of the source, or `unknown`. With uncommitted changes to
+    /// tracked files, `<commit>-dirty.<16 hex>`: the start of the git blob
+    /// id of `git diff --binary HEAD` (see build.rs), so a dirty build still
+    /// names one source.
     pub commit: String,
+    /// sha256 of the executable that ran, in `environment.json` only (the
+    /// statement names the harness by version and commit). Two runs with
+    /// the same value ran the very same harness, whatever their commit
+    /// names say. Absent in environments written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable_sha256: Option<String>,
 }
 
 impl Harness {
-    /// This binary.
+    /// This binary, by version and commit.
     pub fn current() -> Self {
         Harness {
             version: env!("CARGO_PKG_VERSION").to_string(),
             commit: env!("INFERMARK_GIT_COMMIT").to_string(),
+            executable_sha256: None,
         }
     }
+
+    /// This binary, with the sha256 of its executable when it can be read.
+    pub fn observed() -> Self {
+        Harness {
+            executable_sha256: executable_sha256(),
+            ..Harness::current()
+        }
+    }
+}
+
+/// sha256 of this process's executable, hashed once per process.
+pub fn executable_sha256() -> Option<String> {
+    static SHA: OnceLock<Option<String>> = OnceLock::new();
+    SHA.get_or_init(|| {
+        let path = std::env::current_exe().ok()?;
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).ok()?;
+        Some(crate::spec::hex(&hasher.finalize()))
+    })
+    .clone()
 }
 
 /// One run's observed environment.
@@ -54,6 +88,11 @@ pub struct Environment {
     /// one was attached.
     #[serde(default)]
     pub calibration: Option<serde_json::Value>,
+    /// The pins this run took from the machine's local lock overlay
+    /// (`lockfiles/local/`, see `lock::local`), which no commit records;
+    /// absent when every pin came from the tracked lockfiles or the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_pins: Vec<LocalPin>,
 }
 
 impl Environment {
@@ -67,13 +106,14 @@ impl Environment {
     ) -> Self {
         Environment {
             format: ENVIRONMENT_FORMAT.to_string(),
-            harness: Harness::current(),
+            harness: Harness::observed(),
             host,
             gpus,
             energy,
             hardware,
             engine,
             calibration: None,
+            local_pins: Vec::new(),
         }
     }
 
@@ -127,6 +167,7 @@ mod tests {
             harness: Harness {
                 version: "0.1.0".into(),
                 commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                executable_sha256: None,
             },
             host: HostFacts {
                 hostname: "gpu-node-07".into(),
@@ -160,6 +201,7 @@ mod tests {
                 }
             }),
             calibration: None,
+            local_pins: Vec::new(),
         }
     }
 
@@ -212,7 +254,12 @@ mod tests {
             assert!(!value["host"][key].is_null(), "host.{key}");
             value["host"][key] = "[host]".into();
         }
-        for key in ["version", "commit"] {
+        assert_eq!(
+            value["harness"]["executable_sha256"].as_str().map(str::len),
+            Some(64),
+            "this test binary's sha256"
+        );
+        for key in ["version", "commit", "executable_sha256"] {
             value["harness"][key] = "[harness]".into();
         }
         value["gpus"] = "[gpus]".into();
@@ -235,6 +282,7 @@ mod tests {
           },
           "harness": {
             "commit": "[harness]",
+            "executable_sha256": "[harness]",
             "version": "[harness]"
           },
           "host": {
@@ -248,6 +296,24 @@ mod tests {
           }
         }
         "#);
+    }
+
+    /// `<40 hex>`, `<40 hex>-dirty.<16 hex>` or `unknown`: never a bare
+    /// `-dirty`, which would name no source in particular.
+    #[test]
+    fn the_embedded_commit_names_one_source() {
+        let commit = Harness::current().commit;
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = commit == "unknown"
+            || match commit.split_once("-dirty.") {
+                Some((head, diff)) => hex(head, 40) && hex(diff, 16),
+                None => hex(&commit, 40),
+            };
+        assert!(ok, "harness commit `{commit}`");
     }
 
     #[test]
@@ -270,6 +336,27 @@ mod tests {
         assert!(e.to_string().contains("`format`: missing"), "{e}");
         let e = Environment::from_json("{").expect_err("not JSON");
         assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn local_pins_and_the_executable_round_trip_and_older_environments_still_load() {
+        let mut env = fabricated();
+        env.harness.executable_sha256 = Some("e".repeat(64));
+        env.local_pins = vec![LocalPin {
+            lockfile: "local/images.lock".into(),
+            reference: "127.0.0.1:5055/infermark/llama-server-smollm2:11434.0.0".into(),
+            pin: format!("sha256:{}", "b".repeat(64)),
+            resolved_at: "2026-11-24T19:01:17Z".into(),
+            resolved_from: "manual".into(),
+        }];
+        assert_eq!(
+            Environment::from_json(&env.to_json()).expect("read back"),
+            env
+        );
+        // Written before either was recorded: no key at all.
+        let older = fabricated().to_json();
+        assert!(!older.contains("executable_sha256") && !older.contains("local_pins"));
+        assert_eq!(Environment::from_json(&older).expect("older"), fabricated());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::engine::{self, EngineFacts, RunningEngine, StartOptions};
 use crate::loadgen::Progress;
 use crate::lock::Lockfiles;
+use crate::lock::local::LocalPin;
 use crate::metrics::{self, Summary};
 use crate::probe::{self, Environment, GpuFacts, HardwareFit, HostFacts};
 use crate::provenance::RunPredicate;
@@ -95,10 +96,7 @@ pub fn plan(paths: &[PathBuf], opts: &RunOptions) -> Result<Vec<PlannedPoint>, R
     let mut planned = Vec::new();
     for file in files {
         let experiment = spec::load(&file)?;
-        let lock = match opts.lock_dir.clone().or_else(|| Lockfiles::find_dir(&file)) {
-            Some(d) => Lockfiles::load_checked(&d)?,
-            None => Lockfiles::default(),
-        };
+        let lock = lock_of(&file, opts)?;
         let points = experiment
             .points(&lock)
             .map_err(|source| RunError::Canonical {
@@ -134,6 +132,34 @@ pub fn plan(paths: &[PathBuf], opts: &RunOptions) -> Result<Vec<PlannedPoint>, R
         }));
     }
     Ok(planned)
+}
+
+/// The lock an experiment is pinned by: `--lock-dir`, else the nearest
+/// `lockfiles/` above it, else none.
+fn lock_of(experiment: &Path, opts: &RunOptions) -> Result<Lockfiles, RunError> {
+    Ok(
+        match opts
+            .lock_dir
+            .clone()
+            .or_else(|| Lockfiles::find_dir(experiment))
+        {
+            Some(d) => Lockfiles::load_checked(&d)?,
+            None => Lockfiles::default(),
+        },
+    )
+}
+
+/// The pins of a planned point that came from this machine's local lock
+/// overlay, for its environment. Best effort: [`plan`] already read the
+/// lock, and a point re-run by `verify` has no experiment file.
+fn local_pins(p: &PlannedPoint, opts: &RunOptions) -> Vec<LocalPin> {
+    match lock_of(&p.experiment, opts) {
+        Ok(lock) => lock.local_pins(&p.point),
+        Err(e) => {
+            tracing::warn!("which pins came from the local lock overlay is not recorded: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Points that share one engine start: same hardware, engine and model.
@@ -292,6 +318,7 @@ pub async fn run_points_until(
             let o = run_point(
                 &store,
                 &p.point,
+                &local_pins(p, opts),
                 &mut running,
                 &ctx,
                 observer,
@@ -347,6 +374,7 @@ struct PointContext<'a> {
 async fn run_point(
     store: &Store,
     point: &Point,
+    local_pins: &[LocalPin],
     engine: &mut RunningEngine,
     ctx: &PointContext<'_>,
     observer: &dyn Observer,
@@ -401,6 +429,7 @@ async fn run_point(
             engine_facts(engine.facts()),
         );
         env.calibration = ctx.calibration.cloned();
+        env.local_pins = local_pins.to_vec();
         write(&dir.join("environment.json"), env.to_json().as_bytes())?;
         copy_log(ctx.log, dir)?;
         Ok(())

@@ -11,7 +11,9 @@
 //! results, but their `failure.json` must parse.
 //!
 //! Every finding is a [`Problem`] naming the file it is in; the audit goes
-//! on after one, so a single pass reports everything.
+//! on after one, so a single pass reports everything. A pin a run took from
+//! its machine's local lock overlay is not a problem, but no commit records
+//! it: each is listed as a note, one line per pin.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -83,6 +85,9 @@ pub struct AuditReport {
     pub bytes: u64,
     pub elapsed: Duration,
     pub problems: Vec<Problem>,
+    /// Not problems: one line per pin a run took from its machine's local
+    /// lock overlay (`environment.json`'s `local_pins`).
+    pub notes: Vec<Problem>,
     /// The runs' signature statuses (see `audit_with_trust`).
     pub signatures: SignatureCounts,
 }
@@ -92,13 +97,17 @@ impl AuditReport {
         self.problems.is_empty()
     }
 
-    /// One line per problem, `<file>: <message>`, then the summary line
+    /// One line per problem, `<file>: <message>`, one per note,
+    /// `<file>: note: <message>`, then the summary line
     /// `audited N runs (M failed runs skipped), X MB in Y s (Z MB/s): clean`
     /// (or `: K problems`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         for p in &self.problems {
             let _ = writeln!(out, "{}: {}", p.file.display(), p.message);
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "{}: note: {}", n.file.display(), n.message);
         }
         let mb = self.bytes as f64 / 1e6;
         let secs = self.elapsed.as_secs_f64();
@@ -195,6 +204,7 @@ pub fn audit_with_trust(
         bytes: 0,
         elapsed: Duration::ZERO,
         problems,
+        notes: Vec::new(),
         signatures: SignatureCounts {
             checked: trust.is_some(),
             ..SignatureCounts::default()
@@ -207,6 +217,7 @@ pub fn audit_with_trust(
         }
         report.bytes += outcome.bytes;
         report.problems.extend(outcome.problems);
+        report.notes.extend(outcome.notes);
         if let Some(status) = &outcome.signature {
             report.signatures.add(status);
         }
@@ -298,6 +309,7 @@ fn check_point(point_dir: &Path, whole: bool) -> (Option<Point>, Vec<Problem>) {
 #[derive(Debug, Default)]
 struct RunOutcome {
     bytes: u64,
+    notes: Vec<Problem>,
     problems: Vec<Problem>,
     /// Completed runs only.
     signature: Option<SignatureStatus>,
@@ -656,6 +668,7 @@ fn check_environment(
             return;
         }
     }
+    note_local_pins(&env, &path, out);
     let spec = &point.spec;
     let at = |keys: &[&str]| keys.iter().try_fold(&env, |v, k| v.get(k));
     let text_at = |keys: &[&str]| at(keys).and_then(Value::as_str);
@@ -759,6 +772,31 @@ fn check_environment(
             digest,
             "`engine.image`",
         );
+    }
+}
+
+/// A note per pin the run took from its machine's local lock overlay.
+fn note_local_pins(env: &Value, path: &Path, out: &mut RunOutcome) {
+    let Some(pins) = env.get("local_pins") else {
+        return;
+    };
+    let Some(pins) = pins.as_array() else {
+        out.problem(path, "`local_pins` is not a list".to_string());
+        return;
+    };
+    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    for p in pins {
+        out.notes.push(Problem {
+            file: path.to_path_buf(),
+            message: format!(
+                "pinned by this machine's local lock overlay, not a committed lockfile: \
+                 {} {} → {} ({})",
+                text(p, "lockfile"),
+                text(p, "reference"),
+                text(p, "pin"),
+                text(p, "resolved_from"),
+            ),
+        });
     }
 }
 
@@ -970,6 +1008,7 @@ mod tests {
             bytes: 2_500_000,
             elapsed: Duration::from_millis(500),
             problems: vec![],
+            notes: vec![],
             signatures: SignatureCounts::default(),
         };
         assert_eq!(
@@ -985,5 +1024,33 @@ mod tests {
             "a/summary.json: bad\naudited 1 run (2 failed runs skipped), 2.5 MB in 0.50 s (5.0 MB/s): 1 problem\n"
         );
         assert!(!r.is_clean());
+    }
+
+    #[test]
+    fn a_local_pin_is_a_note_per_pin_not_a_problem() {
+        let env = serde_json::json!({"local_pins": [
+            {"lockfile": "local/images.lock", "reference": "127.0.0.1:5055/x:1",
+             "pin": "sha256:bb", "resolved_at": "t", "resolved_from": "manual"},
+            {"lockfile": "local/files.lock", "reference": "llama-server",
+             "pin": "cc", "resolved_at": "t", "resolved_from": "manual"}
+        ]});
+        let mut out = RunOutcome::default();
+        note_local_pins(&env, Path::new("r/environment.json"), &mut out);
+        assert!(out.problems.is_empty());
+        let report = AuditReport {
+            runs: 1,
+            failed_runs: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            problems: vec![],
+            notes: out.notes,
+            signatures: SignatureCounts::default(),
+        };
+        assert!(report.is_clean());
+        insta::assert_snapshot!(report.render(), @r"
+        r/environment.json: note: pinned by this machine's local lock overlay, not a committed lockfile: local/images.lock 127.0.0.1:5055/x:1 → sha256:bb (manual)
+        r/environment.json: note: pinned by this machine's local lock overlay, not a committed lockfile: local/files.lock llama-server → cc (manual)
+        audited 1 run (0 failed runs skipped), 0.0 MB in 0.00 s (0.0 MB/s): clean
+        ");
     }
 }

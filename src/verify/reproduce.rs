@@ -447,8 +447,11 @@ pub struct Drift {
 }
 
 /// The facts compared for drift (JSON pointers into `environment.json`):
-/// what can change a number while the point stays the same.
-pub const DRIFT_FIELDS: [&str; 13] = [
+/// what can change a number while the point stays the same. The harness's
+/// version and commit are names of its executable: where both runs record
+/// the executable's sha256, that is compared instead (see [`drift`]).
+pub const DRIFT_FIELDS: [&str; 14] = [
+    "/harness/executable_sha256",
     "/harness/version",
     "/harness/commit",
     "/host/os",
@@ -465,14 +468,29 @@ pub const DRIFT_FIELDS: [&str; 13] = [
 ];
 
 /// Every drift field whose value in a new run differs from the reported
-/// run's, once per distinct (field, observed value), naming the runs.
+/// run's, once per distinct (field, observed value), naming the runs, with
+/// both values.
+///
+/// The same binary is not drift: when both environments record the
+/// harness executable's sha256, the sha256 alone decides whether the
+/// harness differs (the same bytes under another commit name, say a dirty
+/// or a Nix build of one source, are the same harness). When either lacks
+/// it (written before it was recorded), version and commit are compared.
 pub fn drift(reported: &Value, new: &[(&str, &Value)]) -> Vec<Drift> {
+    const EXE: &str = "/harness/executable_sha256";
+    let exe = |env: &Value| env.pointer(EXE).filter(|v| v.is_string()).cloned();
     let mut out: Vec<Drift> = Vec::new();
     for pointer in DRIFT_FIELDS {
         let was = reported.pointer(pointer).cloned().unwrap_or(Value::Null);
         for (run_id, env) in new {
+            let both_exe = exe(reported).is_some() && exe(env).is_some();
+            let compared = match pointer {
+                EXE => both_exe,
+                "/harness/version" | "/harness/commit" => !both_exe,
+                _ => true,
+            };
             let now = env.pointer(pointer).cloned().unwrap_or(Value::Null);
-            if now == was {
+            if !compared || now == was {
                 continue;
             }
             let field = pointer.trim_start_matches('/').replace('/', ".");
@@ -879,6 +897,55 @@ mod tests {
         );
         assert_eq!(found[0].reported, json!("6.1.0-1"));
         assert!(drift(&reported, &[("r1", &same)]).is_empty());
+    }
+
+    fn with_harness(commit: &str, exe: Option<&str>) -> Value {
+        let mut e = env("6.1.0-1", "aa", None);
+        e["harness"]["commit"] = commit.into();
+        if let Some(sha) = exe {
+            e["harness"]["executable_sha256"] = sha.into();
+        }
+        e
+    }
+
+    /// Regression: two runs of one binary reported `harness.commit` as drift
+    /// when its commit name differed (a dirty build, a Nix build).
+    #[test]
+    fn the_same_harness_executable_is_not_drift_whatever_its_commit_says() {
+        let reported = with_harness("abc-dirty.0123456789abcdef", Some("ee"));
+        let same_binary = with_harness("abc", Some("ee"));
+        assert!(drift(&reported, &[("r1", &same_binary)]).is_empty());
+    }
+
+    #[test]
+    fn another_harness_executable_is_drift_with_both_values() {
+        let reported = with_harness("abc", Some("ee"));
+        let other = with_harness("def", Some("ff"));
+        let found = drift(&reported, &[("r1", &other)]);
+        let fields: Vec<(&str, &Value, &Value)> = found
+            .iter()
+            .map(|d| (d.field.as_str(), &d.reported, &d.observed))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![("harness.executable_sha256", &json!("ee"), &json!("ff"))]
+        );
+    }
+
+    /// An environment written before the sha256 was recorded: the commit
+    /// decides, and the missing sha256 is not itself drift.
+    #[test]
+    fn without_the_executable_on_either_side_the_commit_decides() {
+        let older = with_harness("abc", None);
+        let newer = with_harness("def", Some("ee"));
+        let found = drift(&older, &[("r1", &newer)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "harness.commit");
+        assert_eq!(
+            (&found[0].reported, &found[0].observed),
+            (&json!("abc"), &json!("def"))
+        );
+        assert!(drift(&older, &[("r1", &with_harness("abc", Some("ee")))]).is_empty());
     }
 
     /// A verdict built from fixed numbers (no runs): the table's layout.

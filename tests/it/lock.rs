@@ -824,3 +824,36 @@ fn lock_set_still_pins_by_hand() {
     assert_eq!(e[0].reference, "docker.io/vllm/vllm-openai:v0.10.2");
     assert_eq!(e[0].resolved_from, "manual");
 }
+
+/// `.ci/setup` wrote this machine's image digest into the tracked
+/// images.lock, so every CPU night's harness was built from a dirty tree.
+/// `--local` pins in the ignored overlay, and `lock --update` leaves a
+/// locally pinned reference alone (the closed port would fail if asked).
+#[test]
+fn lock_set_local_pins_in_the_overlay_and_lock_does_not_resolve_it() {
+    let p = project();
+    let image = "127.0.0.1:1/team/x:1";
+    experiment(&p.path().join("experiments"), "a", image, None);
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let out = crate::support::infermark(p.path(), &["lock", "set", "--local", image, &digest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        crate::support::stdout(&out).contains("lockfiles/local/images.lock"),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    assert!(images(p.path()).is_empty(), "the tracked lock is untouched");
+    let pins = Lockfiles::load_checked(&p.path().join("lockfiles")).unwrap();
+    let local = pins.local.expect("an overlay");
+    assert_eq!(local.images.images[0].reference, image);
+    assert_eq!(local.images.images[0].digest, digest);
+
+    let out = lock(p.path(), &["--update"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        crate::support::stdout(&out).contains(&format!("pinned locally  {image}")),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    assert!(images(p.path()).is_empty());
+}

@@ -137,6 +137,25 @@ fn git(dir: &Path, args: &[&str]) -> String {
     support::stdout(&out)
 }
 
+/// Where the Nix builds of these tests keep their stand-in and cargo
+/// target dir: a fixed place (the same files give the same Nix build next
+/// time) inside this test target's scratch directory.
+///
+/// Never the product's `<target>/release` or `<target>/debug`: the flake's
+/// build embeds the fixture's own commit (`INFERMARK_GIT_COMMIT`), which
+/// exists in no repository, and a binary built there would replace the
+/// user's `target/release/infermark` and name that commit in every result
+/// made with it afterwards. The price is one release build of the
+/// dependencies here, kept for the next run.
+fn nix_scratch() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix")
+}
+
+/// The `CARGO_TARGET_DIR` of the stand-in's cargo builds.
+fn nix_cargo_target() -> PathBuf {
+    nix_scratch().join("cargo-target")
+}
+
 fn fixture() -> Fixture {
     let repo = support::repo();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -162,14 +181,10 @@ fn fixture() -> Fixture {
         fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {rel}: {e}"));
     }
 
-    // The stand-in with host.json: the host tools its builders use. The
-    // cargo target dir is the one this test was built in, so a release
-    // build reuses the dependencies already compiled there.
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
-        .to_path_buf();
-    let standin = target_dir.join("nix-standin");
+    // The stand-in with host.json: the host tools its builders use, and
+    // the cargo target dir its builds write (see `nix_scratch`).
+    let target_dir = nix_cargo_target();
+    let standin = nix_scratch().join("standin");
     let _ = fs::remove_dir_all(&standin);
     fs::create_dir_all(&standin).unwrap();
     for entry in fs::read_dir(repo.join("tests/nix/nixpkgs-standin")).unwrap() {
@@ -242,6 +257,28 @@ impl Fixture {
             support::stderr(&out)
         );
         out
+    }
+}
+
+/// Regression: the nix test's release build replaced the product's
+/// `target/release/infermark` with a binary naming a commit that exists
+/// nowhere. Needs no Nix: it checks where those builds go.
+#[test]
+fn nix_builds_never_write_the_products_target_dir() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let product = tmp.parent().expect("CARGO_TARGET_TMPDIR is <target>/tmp");
+    let ours = nix_cargo_target();
+    assert!(ours.starts_with(tmp), "{}", ours.display());
+    assert_ne!(ours, product);
+    for output in ["release", "debug"] {
+        let theirs = product.join(output);
+        assert!(
+            !ours.starts_with(&theirs) && !theirs.starts_with(&ours),
+            "{} overlaps the product's {}",
+            ours.display(),
+            theirs.display()
+        );
+        assert_ne!(ours.join(output), theirs);
     }
 }
 
