@@ -210,6 +210,25 @@ fn a_sim_run_verified_on_the_same_machine_is_reproduced() {
     assert_eq!(runs_of(&w.results()).len(), 2 + reruns);
 }
 
+/// A copy of `run` in a results tree of its own (its point's `point.json`
+/// and the run), so verifying it compares no earlier runs of the point.
+fn alone_in_a_tree(run: &Path) -> (tempfile::TempDir, PathBuf) {
+    let tree = tempfile::tempdir().unwrap();
+    let point_dir = run.parent().unwrap().parent().unwrap();
+    let to = tree
+        .path()
+        .join("points")
+        .join(point_dir.file_name().unwrap());
+    std::fs::create_dir_all(to.join("runs")).unwrap();
+    std::fs::copy(point_dir.join("point.json"), to.join("point.json")).unwrap();
+    let copy = to.join("runs").join(run.file_name().unwrap());
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(run).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    (tree, copy)
+}
+
 /// Runs of the sim drift from one to the next by a seeded log-normal speed
 /// factor (sd 3%) and each request by its own (sd 5%): the spread of a real
 /// machine, known by construction. Five honest reported runs and five
@@ -250,20 +269,7 @@ fn with_seeded_run_drift_honest_runs_are_never_refuted_and_30_percent_claims_alw
     let mut inflated = Vec::new();
     for (case, run) in runs.iter().skip(4).enumerate() {
         for claim in [1.0, 1.3] {
-            // A tree holding only this run, so no earlier runs are compared.
-            let tree = tempfile::tempdir().unwrap();
-            let point_dir = run.parent().unwrap().parent().unwrap();
-            let to = tree
-                .path()
-                .join("points")
-                .join(point_dir.file_name().unwrap());
-            std::fs::create_dir_all(to.join("runs")).unwrap();
-            std::fs::copy(point_dir.join("point.json"), to.join("point.json")).unwrap();
-            let reported = to.join("runs").join(run.file_name().unwrap());
-            std::fs::create_dir(&reported).unwrap();
-            for f in std::fs::read_dir(run).unwrap().flatten() {
-                std::fs::copy(f.path(), reported.join(f.file_name())).unwrap();
-            }
+            let (_tree, reported) = alone_in_a_tree(run);
             if claim > 1.0 {
                 inflate(&reported, claim);
             }
@@ -708,4 +714,91 @@ fn a_pin_not_available_here_is_refused_before_measuring() {
         .to_string();
     assert!(e.contains("sha256"), "{e}");
     assert!(e.contains("llama-server-not-here"), "{e}");
+}
+
+/// How often an honest llama.cpp run is REPRODUCED here: for each point of
+/// the CPU experiment as committed (default bands, `--repeats auto`), one
+/// reported run (after one warm-up run), then `INFERMARK_BENCH_VERIFICATIONS`
+/// (default 20) verifications of it, each in a tree of its own so none sees
+/// another's re-runs. Prints the verdict counts and the median re-runs to a
+/// verdict; the figures go in docs/verify.md.
+#[test]
+#[ignore = "benchmark, prints figures (about 30 minutes): cargo test --release --test it -- --ignored --nocapture verify::bench_honest_llamacpp_verifications"]
+fn bench_honest_llamacpp_verifications() {
+    let n: usize = std::env::var("INFERMARK_BENCH_VERIFICATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let w = World::new("llamacpp-smollm2.toml", |t| t);
+    let o = w.infermark(&[
+        "spec",
+        "points",
+        w.experiment.to_str().unwrap(),
+        "--lock-dir",
+        w.root().join("lockfiles").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let points: Vec<(String, String)> = stdout(&o)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let id = f.next()?.to_string();
+            let level = l
+                .split_whitespace()
+                .find(|x| x.starts_with("c="))?
+                .to_string();
+            Some((id, level))
+        })
+        .collect();
+    assert!(!points.is_empty(), "{}", stdout(&o));
+    let cache = w.root().join("cache");
+    for (id, level) in points {
+        let (mut reproduced, mut inconclusive, mut refuted) = (0, 0, 0);
+        let mut reruns = Vec::new();
+        let run_into = |results: &str| {
+            let o = w.infermark(&[
+                "run",
+                w.experiment.to_str().unwrap(),
+                "--point",
+                &id,
+                "--results",
+                results,
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ]);
+            assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        };
+        run_into(w.root().join(format!("warmup-{id}")).to_str().unwrap());
+        let results = w.root().join(format!("reported-{id}"));
+        run_into(results.to_str().unwrap());
+        let reported = runs_of(&results).pop().unwrap();
+        for i in 0..n {
+            let (_tree, copy) = alone_in_a_tree(&reported);
+            let o = w.infermark(&[
+                "verify",
+                copy.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ]);
+            match o.status.code() {
+                Some(0) => reproduced += 1,
+                Some(6) => inconclusive += 1,
+                Some(5) => refuted += 1,
+                other => panic!("exit {other:?}: {}{}", stdout(&o), stderr(&o)),
+            }
+            let made = reruns_of(&verdicts(&copy).pop().unwrap());
+            reruns.push(made);
+            eprintln!(
+                "{level} verification {}: exit {:?}, {made} re-runs",
+                i + 1,
+                o.status.code()
+            );
+        }
+        reruns.sort_unstable();
+        println!(
+            "{level}: {n} verifications: {reproduced} REPRODUCED, {inconclusive} INCONCLUSIVE, \
+             {refuted} NOT REPRODUCED; median re-runs {}",
+            reruns[reruns.len() / 2]
+        );
+    }
 }
