@@ -89,11 +89,11 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
             };
             let _ = tx.send(Some(why.to_string()));
         });
-        let on_look = |n: u32, seq: &crate::verify::stats::Sequential| {
-            eprintln!("{}", reproduce::render_look(n, seq));
+        let on_rerun = |n: u32, seq: Option<&crate::verify::stats::Sequential>| {
+            eprintln!("{}", reproduce::render_rerun(n, repeats, seq));
         };
         let r = reproduce::reproduce(
-            &reported, repeats, earlier, &opts, &spec_dir, &printer, &on_look, rx,
+            &reported, repeats, earlier, &opts, &spec_dir, &printer, &on_rerun, rx,
         )
         .await;
         signals.abort();

@@ -338,7 +338,8 @@ pub fn judge_look(
 /// re-runs the identical point on one engine start into `opts.results`,
 /// one at a time: after each completed re-run that is a look of `repeats`,
 /// every metric is judged against the reported run (with `earlier`, the
-/// other runs of the point here), `on_look` is told, and the re-runs stop
+/// other runs of the point here), `on_rerun` is told after every completed
+/// re-run (with the judgement when it was a look), and the re-runs stop
 /// once every judged metric is decided or `repeats.max()` were made.
 /// Relative paths of the point resolve against `spec_dir`.
 #[allow(clippy::too_many_arguments)]
@@ -349,7 +350,7 @@ pub async fn reproduce(
     opts: &RunOptions,
     spec_dir: &Path,
     observer: &dyn Observer,
-    on_look: &dyn Fn(u32, &Sequential),
+    on_rerun: &dyn Fn(u32, Option<&Sequential>),
     shutdown: watch::Receiver<Option<String>>,
 ) -> Result<Judgement, ReproduceError> {
     let spec = &reported.point.spec;
@@ -396,11 +397,12 @@ pub async fn reproduce(
         }
         let n = reruns.len() as u32;
         if !repeats.is_look(n) {
+            on_rerun(n, None);
             return false;
         }
         let here: Vec<&LoadedRun> = earlier.iter().chain(reruns.iter()).collect();
         sequential.look(judge_look(reported, &here, &method, n));
-        on_look(n, &sequential);
+        on_rerun(n, Some(&sequential));
         matches!(repeats, Repeats::Auto { .. }) && sequential.done()
     };
     let outcomes = pipeline::run_points_until(planned, opts, observer, shutdown, &mut stop).await?;
@@ -826,8 +828,15 @@ fn list_or_none(names: &[String]) -> String {
     }
 }
 
-/// What is still open after a look, one line: printed after each re-run.
-pub fn render_look(reruns: u32, seq: &Sequential) -> String {
+/// What is still open after a re-run, one line: the undecided metrics
+/// with their intervals after a look, else when the next look comes.
+pub fn render_rerun(reruns: u32, repeats: Repeats, seq: Option<&Sequential>) -> String {
+    let Some(seq) = seq else {
+        return match repeats.next_look(reruns) {
+            Some(next) => format!("after {reruns} re-run(s): next judgement after {next}"),
+            None => format!("after {reruns} re-run(s)"),
+        };
+    };
     let open = seq.undecided();
     if open.is_empty() {
         return format!("after {reruns} re-run(s): every judged metric is decided");
@@ -845,7 +854,14 @@ pub fn render_look(reruns: u32, seq: &Sequential) -> String {
             None => m.metric.clone(),
         })
         .collect();
-    format!("after {reruns} re-run(s): undecided: {}", open.join("; "))
+    let next = match repeats.next_look(reruns) {
+        Some(next) => format!("; next judgement after {next}"),
+        None => String::new(),
+    };
+    format!(
+        "after {reruns} re-run(s): undecided: {}{next}",
+        open.join("; ")
+    )
 }
 
 #[cfg(test)]
@@ -1049,6 +1065,26 @@ mod tests {
                 verification_result: overall,
             },
         }
+    }
+
+    #[test]
+    fn after_each_rerun_the_undecided_metrics_and_the_next_judgement_are_named() {
+        let auto = Repeats::Auto {
+            first_look: 3,
+            max: 10,
+        };
+        assert_eq!(
+            render_rerun(1, auto, None),
+            "after 1 re-run(s): next judgement after 3"
+        );
+        let s = fixed_statement();
+        let mut seq = Sequential::new(s.predicate.policy.method);
+        seq.look(s.predicate.metrics.clone());
+        assert_eq!(
+            render_rerun(3, auto, Some(&seq)),
+            "after 3 re-run(s): undecided: request-throughput [0.940, 1.000] ±5%; \
+             median-tpot [1.000, 1.120] ±10%; next judgement after 6"
+        );
     }
 
     #[test]
