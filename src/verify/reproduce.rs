@@ -608,13 +608,6 @@ impl VerdictStatement {
         let harness = Harness::current();
         let overall = judgement.sequential.verdict();
         let bands = metrics.iter().map(|m| (m.metric.clone(), m.band)).collect();
-        let names = |judged: bool| -> Vec<String> {
-            metrics
-                .iter()
-                .filter(|m| m.judged == judged)
-                .map(|m| m.metric.clone())
-                .collect()
-        };
         let reference = |r: &LoadedRun| Reproduction {
             run_id: r.run_id.clone(),
             uri: format!("{}/{STATEMENT_FILE}", relative(&r.dir, id)),
@@ -647,8 +640,8 @@ impl VerdictStatement {
                 policy: Policy {
                     reruns: new.len(),
                     method: judgement.sequential.method,
-                    judged: names(true),
-                    not_judged: names(false),
+                    judged: judgement.sequential.names(true),
+                    not_judged: judgement.sequential.names(false),
                     bands,
                 },
                 metrics,
@@ -1025,13 +1018,6 @@ mod tests {
         let mut sequential = Sequential::new(method);
         sequential.look(metrics.clone());
         let overall = sequential.verdict();
-        let names = |judged: bool| -> Vec<String> {
-            metrics
-                .iter()
-                .filter(|m| m.judged == judged)
-                .map(|m| m.metric.clone())
-                .collect()
-        };
         VerdictStatement {
             statement_type: STATEMENT_TYPE.into(),
             subject: vec![],
@@ -1051,8 +1037,8 @@ mod tests {
                 policy: Policy {
                     reruns: 4,
                     method,
-                    judged: names(true),
-                    not_judged: names(false),
+                    judged: sequential.names(true),
+                    not_judged: sequential.names(false),
                     bands: BTreeMap::new(),
                 },
                 metrics,

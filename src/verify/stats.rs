@@ -723,6 +723,15 @@ impl Sequential {
                 .filter_map(|m| m.verdict),
         )
     }
+
+    /// The metrics judged (`true`) or not judged (`false`), in table order.
+    pub fn names(&self, judged: bool) -> Vec<String> {
+        self.metrics
+            .iter()
+            .filter(|m| m.judged == judged)
+            .map(|m| m.metric.clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -435,6 +435,17 @@ fn llama_world() -> (World, String) {
         t.replace("requests-per-client = 4", "requests-per-client = 8")
             .replace(r#""-t", "2""#, r#""-t", "1""#)
     });
+    let id = point_ids(&w)
+        .into_iter()
+        .find(|(_, level)| level == "c=1")
+        .map(|(id, _)| id)
+        .expect("a c=1 point");
+    (w, id)
+}
+
+/// The points of the world's experiment: (full id, load level such as
+/// `c=1`), from `infermark spec points`.
+fn point_ids(w: &World) -> Vec<(String, String)> {
     let o = w.infermark(&[
         "spec",
         "points",
@@ -443,14 +454,16 @@ fn llama_world() -> (World, String) {
         w.root().join("lockfiles").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let text = stdout(&o);
-    let id = text
+    let points: Vec<(String, String)> = stdout(&o)
         .lines()
-        .find(|l| l.contains("c=1"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no c=1 point in {text}"))
-        .to_string();
-    (w, id)
+        .filter_map(|l| {
+            let id = l.split_whitespace().next()?.to_string();
+            let level = l.split_whitespace().find(|x| x.starts_with("c="))?;
+            Some((id, level.to_string()))
+        })
+        .collect();
+    assert!(!points.is_empty(), "{}", stdout(&o));
+    points
 }
 
 /// Runs infermark in the world at a raised scheduling priority (`nice -n
@@ -730,27 +743,7 @@ fn bench_honest_llamacpp_verifications() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let w = World::new("llamacpp-smollm2.toml", |t| t);
-    let o = w.infermark(&[
-        "spec",
-        "points",
-        w.experiment.to_str().unwrap(),
-        "--lock-dir",
-        w.root().join("lockfiles").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let points: Vec<(String, String)> = stdout(&o)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let id = f.next()?.to_string();
-            let level = l
-                .split_whitespace()
-                .find(|x| x.starts_with("c="))?
-                .to_string();
-            Some((id, level))
-        })
-        .collect();
-    assert!(!points.is_empty(), "{}", stdout(&o));
+    let points = point_ids(&w);
     let cache = w.root().join("cache");
     for (id, level) in points {
         let (mut reproduced, mut inconclusive, mut refuted) = (0, 0, 0);
