@@ -8,7 +8,6 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::ProbeError;
 use super::energy::Energy;
@@ -62,10 +61,7 @@ pub fn executable_sha256() -> Option<String> {
     static SHA: OnceLock<Option<String>> = OnceLock::new();
     SHA.get_or_init(|| {
         let path = std::env::current_exe().ok()?;
-        let mut file = std::fs::File::open(path).ok()?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).ok()?;
-        Some(crate::spec::hex(&hasher.finalize()))
+        crate::digest::sha256_file(&path).ok().map(|(hex, _)| hex)
     })
     .clone()
 }

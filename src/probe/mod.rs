@@ -19,7 +19,7 @@
 //!
 //! The environment's engine facts (executable and model file, with their
 //! sha256) come from the engine that ran ([`crate::engine::EngineFacts`]),
-//! hashed through [`crate::provenance::sha256_file`].
+//! hashed through [`crate::digest::sha256_file`].
 
 mod energy;
 mod environment;

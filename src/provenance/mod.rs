@@ -10,15 +10,13 @@
 //! Reading is strict about versions: an unknown `_type` or `predicateType`
 //! is refused by name rather than half-understood.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
+use crate::digest::sha256_file;
 use crate::spec::{Model, Point};
+use serde::{Deserialize, Serialize};
 
 pub mod sign;
 
@@ -381,26 +379,6 @@ impl Statement {
             .find(|s| s.name == name)
             .map(|s| s.digest.sha256.as_str())
     }
-}
-
-/// The sha256 (lowercase hex) and length of a file, read in 256 KiB blocks
-/// so a large `requests.jsonl` never sits in memory whole.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((crate::spec::hex(&hasher.finalize()), len))
 }
 
 #[cfg(test)]

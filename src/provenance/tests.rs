@@ -1,6 +1,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::spec::{self, NoPins};
 
@@ -233,15 +235,4 @@ fn a_missing_subject_file_is_named() {
         .to_string();
     assert!(err.starts_with("failed to read "), "{err}");
     assert!(err.contains("engine.log"), "{err}");
-}
-
-#[test]
-fn files_larger_than_the_read_block_hash_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("big");
-    let data: Vec<u8> = (0..700_001u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&path, &data).unwrap();
-    let (hex, len) = sha256_file(&path).unwrap();
-    assert_eq!(len, data.len() as u64);
-    assert_eq!(hex, crate::spec::hex(&Sha256::digest(&data)));
 }

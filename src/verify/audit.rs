@@ -25,9 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::signatures::{self, SignatureCounts};
+use crate::digest::sha256_file;
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
 use crate::provenance::sign::{RUN_ENVELOPE_FILE, SignatureStatus, TrustedKey};
-use crate::provenance::{POINT_FILE, Pins, RUN_FILES, STATEMENT_FILE, Statement, sha256_file};
+use crate::provenance::{POINT_FILE, Pins, RUN_FILES, STATEMENT_FILE, Statement};
 use crate::spec::reference::Sha256;
 use crate::spec::{EngineKind, Model, Point, Runtime};
 use crate::store::index::INDEX_FILE;
