@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod probe;
 pub mod provenance;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod sim;
 pub mod spec;

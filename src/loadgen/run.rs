@@ -31,8 +31,8 @@ use tokio::task::JoinHandle;
 use super::http::Client;
 use super::record::{Origin, RequestRecord};
 use super::request::{Clock, Job, Target, execute};
+use crate::rng::Rng;
 use crate::workload::PreparedRequest;
-use crate::workload::rng::Rng;
 
 /// The RNG stream for arrival times, so that other draws from the same seed
 /// (prompts, lengths) never shift the schedule. ASCII "arrivals".

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::rng::Rng;
 use super::{Phase, WorkloadError};
+use crate::rng::Rng;
 
 /// RNG stream of the prompt order ("DATA" in the high 32 bits, apart from
 /// the per-request streams).
