@@ -7,6 +7,7 @@
 //! DESIGN.md for the vocabulary.
 
 pub mod cli;
+pub mod clock;
 pub mod digest;
 pub mod engine;
 pub mod loadgen;

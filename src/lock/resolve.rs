@@ -195,7 +195,7 @@ pub async fn update_with(
     let wanted = moving(experiments)?;
     let mut lock = Lockfiles::load_checked(lock_dir)?;
     let client = net::client()?;
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let now = crate::clock::now_rfc3339_seconds();
     let mut report = Report {
         lock_dir: lock_dir.to_path_buf(),
         ..Report::default()

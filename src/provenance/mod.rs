@@ -14,6 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::clock::rfc3339;
 use crate::digest::sha256_file;
 use crate::spec::{Model, Point};
 use serde::{Deserialize, Serialize};
@@ -261,25 +262,6 @@ impl RunPredicate {
             started_at: rfc3339(started),
             finished_at: rfc3339(finished),
         }
-    }
-}
-
-/// RFC 3339 UTC with milliseconds, the form every stored time takes.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(representable(t)).to_string()
-}
-
-/// `t` moved into the years RFC 3339 formatting handles (1970 to 9999): a
-/// clock set before the epoch must not panic a run.
-pub fn representable(t: SystemTime) -> SystemTime {
-    // 9999-12-31T23:59:59Z
-    const LAST: u64 = 253_402_300_799;
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Err(_) => SystemTime::UNIX_EPOCH,
-        Ok(d) if d.as_secs() > LAST => {
-            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(LAST)
-        }
-        Ok(_) => t,
     }
 }
 

@@ -157,8 +157,7 @@ impl NightRecord {
     /// Writes the record beside its final name and renames it into place,
     /// so a reader (or a crash) never sees half a record.
     pub fn save(&mut self, path: &Path) -> Result<(), ReportError> {
-        self.updated_at =
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        self.updated_at = crate::clock::now_rfc3339_seconds();
         self.sort();
         let write = |p: &Path, source| ReportError::Write {
             path: p.to_path_buf(),

@@ -848,7 +848,7 @@ pub fn save_last(
 ) -> std::io::Result<PathBuf> {
     let saved = SavedCalibration {
         format: SAVED_FORMAT.to_string(),
-        at: crate::provenance::rfc3339(std::time::SystemTime::now()),
+        at: crate::clock::rfc3339(crate::clock::now()),
         hostname: machine.hostname.clone(),
         machine_id: machine.machine_id.clone(),
         harness: crate::probe::Harness::current(),

@@ -26,9 +26,10 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock;
 use crate::provenance::sign::{self, SignError, Signer};
 use crate::provenance::{
-    self, POINT_FILE, ProvenanceError, RUN_FILES, RunPredicate, STATEMENT_FILE, Statement,
+    POINT_FILE, ProvenanceError, RUN_FILES, RunPredicate, STATEMENT_FILE, Statement,
 };
 use crate::spec::Point;
 
@@ -370,8 +371,8 @@ impl RunWriter {
             point_id: self.point_id.clone(),
             run_id: self.run_id.clone(),
             reason: reason.to_string(),
-            started_at: provenance::rfc3339(self.started),
-            failed_at: provenance::rfc3339(SystemTime::now()),
+            started_at: clock::rfc3339(self.started),
+            failed_at: clock::rfc3339(clock::now()),
         };
         let path = self.dir.join(FAILURE_FILE);
         fs::write(&path, failure.to_json()).map_err(|source| StoreError::Write {
@@ -620,7 +621,7 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 /// keeps runs of one process apart even when given the same start).
 pub fn new_run_id(started: SystemTime) -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let started = provenance::representable(started);
+    let started = clock::representable(started);
     let nanos = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -636,8 +637,7 @@ pub fn new_run_id(started: SystemTime) -> String {
 
 /// `20260921T141320Z` for 2026-09-21T14:13:20(.xxx)Z.
 pub fn run_id_stamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(provenance::representable(t))
-        .to_string()
+    clock::rfc3339_seconds(t)
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect()

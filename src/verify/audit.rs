@@ -591,7 +591,7 @@ fn check_predicate(
         );
     }
     let time = |key: &str, value: &str, out: &mut RunOutcome| -> Option<SystemTime> {
-        match humantime::parse_rfc3339(value) {
+        match crate::clock::parse_rfc3339(value) {
             Ok(t) => Some(t),
             Err(e) => {
                 out.problem(

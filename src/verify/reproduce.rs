@@ -33,11 +33,12 @@ use super::audit::VERDICTS_DIR;
 use super::stats::{
     self, METRICS, Method, MetricInput, MetricResult, Repeats, RunValue, Sequential, Verdict,
 };
+use crate::clock::rfc3339;
 use crate::digest::sha256_file;
 use crate::engine::{self, EngineError, StartOptions};
 use crate::metrics::{self, MetricsError, RequestSample, Summary};
 use crate::probe::{self, Harness};
-use crate::provenance::{DigestSet, POINT_FILE, STATEMENT_FILE, STATEMENT_TYPE, Subject, rfc3339};
+use crate::provenance::{DigestSet, POINT_FILE, STATEMENT_FILE, STATEMENT_TYPE, Subject};
 use crate::run::RunError;
 use crate::run::pipeline::{self, Observer, PlannedPoint, PointOutcome, RunOptions};
 use crate::spec::{Point, VerifyMetric};
