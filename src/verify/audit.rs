@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::problem::Problem;
 use super::signatures::{self, SignatureCounts};
 use crate::digest::sha256_file;
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
@@ -66,13 +67,6 @@ pub enum AuditError {
     NotResults { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One finding, in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub message: String,
 }
 
 /// What an audit looked at and found.

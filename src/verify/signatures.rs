@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::audit::Problem;
+use super::problem::Problem;
 use crate::provenance::STATEMENT_FILE;
 use crate::provenance::sign::{self, SignatureStatus, TrustedKey};
 
