@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use crate::clock::rfc3339;
 use crate::digest::sha256_file;
 use crate::spec::{Model, Point};
+use crate::store::layout::{POINT_FILE, RUN_FILES};
 use serde::{Deserialize, Serialize};
 
 pub mod sign;
@@ -25,19 +26,6 @@ pub mod sign;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The predicate type of a run's statement.
 pub const PREDICATE_TYPE: &str = "https://infermark.dev/provenance/run/v1";
-/// The statement's own file name in a run directory.
-pub const STATEMENT_FILE: &str = "provenance.json";
-/// The point's canonical bytes, in the point directory (two levels above a
-/// run directory).
-pub const POINT_FILE: &str = "point.json";
-/// The run directory's files the statement covers, besides `point.json`.
-pub const RUN_FILES: [&str; 4] = [
-    "requests.jsonl",
-    "summary.json",
-    "environment.json",
-    "engine.log",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
     #[error("failed to read {}: {source}", path.display())]

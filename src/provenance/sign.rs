@@ -42,9 +42,6 @@ use sha2::{Digest, Sha256};
 /// The DSSE payload type of an in-toto statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
-/// The envelope of a run's `provenance.json`, in the run directory.
-pub const RUN_ENVELOPE_FILE: &str = "provenance.dsse.json";
-
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error("failed to read {}: {source}", path.display())]
@@ -527,6 +524,7 @@ pub fn check_envelope(statement_path: &Path, trusted: &[TrustedKey]) -> Signatur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::layout::RUN_ENVELOPE_FILE;
 
     #[test]
     fn pae_is_the_dsse_specs_worked_example() {

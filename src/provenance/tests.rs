@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::spec::{self, NoPins};
+use crate::store::layout::RUN_FILES;
 
 /// sha256("abc"), FIPS 180-2 appendix B.1.
 const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";

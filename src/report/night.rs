@@ -12,13 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::ReportError;
+use crate::store::layout::{NIGHT_FILE, NIGHTS_DIR};
 
 /// The value of `night.json`'s `format` field.
 pub const NIGHT_FORMAT: &str = "infermark.night.v1";
-/// Directory of night records under the results root.
-pub const NIGHTS_DIR: &str = "nights";
-/// The record's file name inside `nights/<night>/`.
-pub const NIGHT_FILE: &str = "night.json";
 
 /// What became of a point in a night.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,13 +1,8 @@
 //! The results tree: where runs are written, how they become results, and
 //! the index over them.
 //!
-//! ```text
-//! <root>/points/<point-id>/point.json              canonical bytes of the point
-//! <root>/points/<point-id>/runs/<run-id>/          a result (see provenance)
-//! <root>/points/<point-id>/failed/<run-id>/        a failed run: failure.json + what was written
-//! <root>/.tmp/<run-id>/                            a run in progress: never a result
-//! <root>/index.sqlite                              derived from the files; rebuildable
-//! ```
+//! Every name in the tree is in [`layout`], with a map of the tree; this
+//! module owns where runs go and how they get there.
 //!
 //! A run is written into `.tmp/<run-id>/` and moved into `runs/` by one
 //! rename only once every file and its provenance statement are on disk, so a
@@ -16,6 +11,7 @@
 
 pub mod collect;
 pub mod index;
+pub mod layout;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -28,23 +24,16 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::provenance::sign::{self, SignError, Signer};
-use crate::provenance::{
-    POINT_FILE, ProvenanceError, RUN_FILES, RunPredicate, STATEMENT_FILE, Statement,
-};
+use crate::provenance::{ProvenanceError, RunPredicate, Statement};
 use crate::spec::Point;
 
 pub use index::{Index, IndexError, ListFilter, Listed, PointRow, RebuildReport, RunRow, Shown};
+pub use layout::{
+    ENGINE_LOG_FILE, ENVIRONMENT_FILE, FAILED_DIR, FAILURE_FILE, INDEX_FILE, NIGHT_FILE,
+    NIGHTS_DIR, POINT_FILE, POINTS_DIR, REQUESTS_FILE, RUN_DIR_FILES, RUN_ENVELOPE_FILE, RUN_FILES,
+    RUNS_DIR, STATEMENT_FILE, SUMMARY_FILE, TMP_DIR, VERDICT_FILE, VERDICTS_DIR,
+};
 
-/// Directory of the points under the root.
-pub const POINTS_DIR: &str = "points";
-/// Completed runs of a point.
-pub const RUNS_DIR: &str = "runs";
-/// Failed runs of a point.
-pub const FAILED_DIR: &str = "failed";
-/// Runs in progress.
-pub const TMP_DIR: &str = ".tmp";
-/// The record of why a run failed.
-pub const FAILURE_FILE: &str = "failure.json";
 /// The value of `failure.json`'s `format` field.
 pub const FAILURE_FORMAT: &str = "infermark.failure.v1";
 

@@ -28,31 +28,19 @@ use super::problem::Problem;
 use super::signatures::{self, SignatureCounts};
 use crate::digest::sha256_file;
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
-use crate::provenance::sign::{RUN_ENVELOPE_FILE, SignatureStatus, TrustedKey};
-use crate::provenance::{POINT_FILE, Pins, RUN_FILES, STATEMENT_FILE, Statement};
+use crate::provenance::sign::{SignatureStatus, TrustedKey};
+use crate::provenance::{Pins, Statement};
 use crate::spec::reference::Sha256;
 use crate::spec::{EngineKind, Model, Point, Runtime};
-use crate::store::index::INDEX_FILE;
-use crate::store::{
-    self, FAILED_DIR, FAILURE_FILE, Failure, POINTS_DIR, RUNS_DIR, RunStatus, StoreError,
-    StoredRun, TMP_DIR,
+use crate::store::layout::{
+    ENVIRONMENT_FILE, FAILED_DIR, FAILURE_FILE, INDEX_FILE, NIGHTS_DIR, POINT_FILE, POINTS_DIR,
+    REQUESTS_FILE, RUN_DIR_FILES, RUN_ENVELOPE_FILE, RUN_FILES, RUNS_DIR, STATEMENT_FILE,
+    SUMMARY_FILE, TMP_DIR, VERDICTS_DIR,
 };
-
-/// Where `verify` keeps its verdicts inside a point directory; a verdict is
-/// a statement about runs, not a run, so the audit of runs passes it by.
-pub const VERDICTS_DIR: &str = "verdicts";
+use crate::store::{self, Failure, RunStatus, StoreError, StoredRun};
 
 /// The `format` of `environment.json` this build reads.
 pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
-
-/// What a run directory must hold, and nothing more.
-const RUN_DIR_FILES: [&str; 5] = [
-    "requests.jsonl",
-    "summary.json",
-    "environment.json",
-    "engine.log",
-    STATEMENT_FILE,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -183,7 +171,7 @@ pub fn audit_with_trust(
         }
     } else if path.join(INDEX_FILE).is_file()
         || path.join(TMP_DIR).is_dir()
-        || path.join(crate::report::NIGHTS_DIR).is_dir()
+        || path.join(NIGHTS_DIR).is_dir()
     {
         // A results tree no run has finished in yet (night records, if any, are not runs).
     } else {
@@ -632,7 +620,7 @@ fn check_environment(
     statement_path: &Path,
     out: &mut RunOutcome,
 ) {
-    let path = run.dir.join("environment.json");
+    let path = run.dir.join(ENVIRONMENT_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
         // Missing or unreadable: reported by the file checks.
         return;
@@ -829,8 +817,8 @@ fn check_digest(
 
 /// `summary.json` is exactly what infermark computes from `requests.jsonl`.
 fn check_summary(run: &StoredRun, point: &Point, out: &mut RunOutcome) {
-    let summary_path = run.dir.join("summary.json");
-    let requests_path = run.dir.join("requests.jsonl");
+    let summary_path = run.dir.join(SUMMARY_FILE);
+    let requests_path = run.dir.join(REQUESTS_FILE);
     let Ok(text) = std::fs::read_to_string(&summary_path) else {
         return;
     };
