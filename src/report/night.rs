@@ -163,9 +163,7 @@ impl NightRecord {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| write(dir, e))?;
         }
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, self.to_json()).map_err(|e| write(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| write(path, e))
+        crate::store::atomic::write(path, self.to_json().as_bytes()).map_err(|e| write(path, e))
     }
 
     fn sort(&mut self) {

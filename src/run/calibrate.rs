@@ -859,9 +859,7 @@ pub fn save_last(
     std::fs::create_dir_all(dir)?;
     let mut bytes = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    crate::store::atomic::write(&path, &bytes)?;
     Ok(path)
 }
 

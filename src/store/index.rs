@@ -283,7 +283,7 @@ impl Index {
         for suffix in ["-journal", "-wal", "-shm"] {
             remove_if_present(&root.join(format!("{INDEX_FILE}{suffix}")))?;
         }
-        std::fs::rename(&building, &path).map_err(|source| IndexError::Io {
+        super::atomic::persist(&building, &path).map_err(|source| IndexError::Io {
             action: "replace",
             path: path.clone(),
             source,

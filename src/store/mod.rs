@@ -9,12 +9,13 @@
 //! crash leaves either a complete result or none (DESIGN "Results and
 //! provenance"). The files are the truth; the index is a cache of them.
 
+pub mod atomic;
 pub mod collect;
 pub mod index;
 pub mod layout;
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -212,24 +213,16 @@ fn ensure_point_file(point_dir: &Path, point: &Point) -> Result<(), StoreError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(StoreError::Read { path, source }),
     }
-    let write_error = |source| StoreError::Write {
-        path: path.clone(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(point_dir).map_err(write_error)?;
-    tmp.write_all(point.canonical_bytes())
-        .map_err(write_error)?;
-    tmp.as_file().sync_all().map_err(write_error)?;
-    match tmp.persist_noclobber(&path) {
-        Ok(_) => sync_dir(point_dir),
+    match atomic::write_new(&path, point.canonical_bytes()) {
+        Ok(()) => Ok(()),
         // Another run of the same point wrote it first: it must agree.
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             check(fs::read(&path).map_err(|source| StoreError::Read {
                 path: path.clone(),
                 source,
             })?)
         }
-        Err(e) => Err(write_error(e.error)),
+        Err(source) => Err(StoreError::Write { path, source }),
     }
 }
 
@@ -590,12 +583,10 @@ pub fn file_name(path: &Path) -> String {
 }
 
 fn sync_file(path: &Path) -> Result<(), StoreError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|source| StoreError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    atomic::sync_file(path).map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Makes a directory's entries durable (a rename into it, a new file).

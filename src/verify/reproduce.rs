@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -45,7 +44,7 @@ use crate::store::layout::{
     ENVIRONMENT_FILE, POINT_FILE, POINTS_DIR, REQUESTS_FILE, RUNS_DIR, STATEMENT_FILE,
     SUMMARY_FILE, TMP_DIR, VERDICT_FILE, VERDICTS_DIR,
 };
-use crate::store::{self, RunStatus, StoreError, StoredRun};
+use crate::store::{self, RunStatus, StoreError, StoredRun, atomic};
 
 /// The predicate type of a verdict statement.
 /// v2: run-level statistics (`policy.method`, per-metric `judged`,
@@ -689,15 +688,7 @@ pub fn write_verdict(
         }
     }
     let path = dir.join(VERDICT_FILE);
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err(&path))?;
-    tmp.write_all(statement.to_json().as_bytes())
-        .map_err(write_err(&path))?;
-    tmp.as_file().sync_all().map_err(write_err(&path))?;
-    tmp.persist_noclobber(&path)
-        .map_err(|e| ReproduceError::Write {
-            path: path.clone(),
-            source: e.error,
-        })?;
+    atomic::write_new(&path, statement.to_json().as_bytes()).map_err(write_err(&path))?;
     Ok(path)
 }
 
