@@ -125,21 +125,13 @@ impl Environment {
     /// name; a malformed document names the key that is wrong.
     pub fn from_json(text: &str) -> Result<Self, ProbeError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ProbeError::Environment {
-                message: format!("not valid JSON: {e}"),
-            })?;
+            serde_json::from_str(text).map_err(ProbeError::EnvironmentJson)?;
         match value.get("format") {
             Some(serde_json::Value::String(f)) if f == ENVIRONMENT_FORMAT => {}
             Some(serde_json::Value::String(f)) => {
                 return Err(ProbeError::UnknownFormat { found: f.clone() });
             }
-            _ => {
-                return Err(ProbeError::Environment {
-                    message: format!(
-                        "`format`: missing or not a string; expected `{ENVIRONMENT_FORMAT}`"
-                    ),
-                });
-            }
+            _ => return Err(ProbeError::MissingFormat),
         }
         serde_path_to_error::deserialize(value).map_err(|e| ProbeError::Environment {
             message: format!("`{}`: {}", e.path(), e.inner()),

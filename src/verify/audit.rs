@@ -27,7 +27,9 @@ use serde_json::Value;
 use super::problem::Problem;
 use super::signatures::{self, SignatureCounts};
 use crate::digest::sha256_file;
+use crate::lock::local::LocalPin;
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
+use crate::probe::{ENVIRONMENT_FORMAT, Environment, ProbeError};
 use crate::provenance::sign::{SignatureStatus, TrustedKey};
 use crate::provenance::{Pins, Statement};
 use crate::spec::reference::Sha256;
@@ -38,9 +40,6 @@ use crate::store::layout::{
     SUMMARY_FILE, TMP_DIR, VERDICTS_DIR,
 };
 use crate::store::{self, Failure, RunStatus, StoreError, StoredRun};
-
-/// The `format` of `environment.json` this build reads.
-pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -625,58 +624,31 @@ fn check_environment(
         // Missing or unreadable: reported by the file checks.
         return;
     };
-    let env: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
+    let env = match Environment::from_json(&text) {
+        Ok(env) => env,
         Err(e) => {
-            out.problem(&path, format!("not JSON: {e}"));
+            out.problem(&path, environment_error_detail(&e));
             return;
         }
     };
-    match env.get("format").and_then(Value::as_str) {
-        Some(ENVIRONMENT_FORMAT) => {}
-        Some(found) => {
-            out.problem(
-                &path,
-                format!(
-                    "unknown environment format `{found}`: this infermark reads `{ENVIRONMENT_FORMAT}`"
-                ),
-            );
-            return;
-        }
-        None => {
-            out.problem(
-                &path,
-                format!("`format` is missing: expected `{ENVIRONMENT_FORMAT}`"),
-            );
-            return;
-        }
-    }
-    note_local_pins(&env, &path, out);
+    note_local_pins(&env.local_pins, &path, out);
     let spec = &point.spec;
-    let at = |keys: &[&str]| keys.iter().try_fold(&env, |v, k| v.get(k));
-    let text_at = |keys: &[&str]| at(keys).and_then(Value::as_str);
+    let at = |keys: &[&str]| keys.iter().try_fold(&env.engine, |v, k| v.get(k));
 
     // Hardware.
     let class = &spec.hardware.class;
-    match text_at(&["hardware", "point_class"]) {
-        Some(c) if c == class => {}
-        Some(c) => out.problem(
+    let fit = &env.hardware;
+    if fit.point_class != *class {
+        out.problem(
             &path,
-            format!("`hardware.point_class` is {c}, but the point's class is {class}"),
-        ),
-        None => out.problem(&path, "`hardware.point_class` is missing".to_string()),
+            format!(
+                "`hardware.point_class` is {}, but the point's class is {class}",
+                fit.point_class
+            ),
+        );
     }
-    let overridden = match at(&["hardware", "override"]).and_then(Value::as_bool) {
-        Some(o) => o,
-        None => {
-            out.problem(
-                &path,
-                "`hardware.override` is missing or not true/false".to_string(),
-            );
-            false
-        }
-    };
-    match text_at(&["hardware", "detected_class"]) {
+    let overridden = fit.overridden;
+    match &fit.detected_class {
         Some(d) if d == class || overridden => {}
         Some(d) => out.problem(
             &path,
@@ -706,7 +678,7 @@ fn check_environment(
             out,
             &path,
             "engine.executable.sha256",
-            at(&["engine", "executable"]),
+            at(&["executable"]),
             "sha256",
             pin,
             "`engine.command-sha256`",
@@ -714,7 +686,7 @@ fn check_environment(
     }
 
     // The model file.
-    let model_file = at(&["engine", "model_file"]).filter(|v| !v.is_null());
+    let model_file = at(&["model_file"]).filter(|v| !v.is_null());
     match (&spec.model, model_file) {
         (Model::File { sha256, .. }, Some(_)) => check_digest(
             out,
@@ -750,7 +722,7 @@ fn check_environment(
             out,
             &path,
             "engine.image.digest",
-            at(&["engine", "image"]),
+            at(&["image"]),
             "digest",
             digest,
             "`engine.image`",
@@ -759,27 +731,32 @@ fn check_environment(
 }
 
 /// A note per pin the run took from its machine's local lock overlay.
-fn note_local_pins(env: &Value, path: &Path, out: &mut RunOutcome) {
-    let Some(pins) = env.get("local_pins") else {
-        return;
-    };
-    let Some(pins) = pins.as_array() else {
-        out.problem(path, "`local_pins` is not a list".to_string());
-        return;
-    };
-    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+fn note_local_pins(pins: &[LocalPin], path: &Path, out: &mut RunOutcome) {
     for p in pins {
         out.notes.push(Problem {
             file: path.to_path_buf(),
             message: format!(
                 "pinned by this machine's local lock overlay, not a committed lockfile: \
                  {} {} → {} ({})",
-                text(p, "lockfile"),
-                text(p, "reference"),
-                text(p, "pin"),
-                text(p, "resolved_from"),
+                p.lockfile, p.reference, p.pin, p.resolved_from,
             ),
         });
+    }
+}
+
+/// An environment error's message without the file the report names; an
+/// unknown or missing format is worded as the audit always worded it.
+fn environment_error_detail(e: &ProbeError) -> String {
+    match e {
+        ProbeError::EnvironmentJson(e) => format!("not JSON: {e}"),
+        ProbeError::UnknownFormat { found } => format!(
+            "unknown environment format `{found}`: this infermark reads `{ENVIRONMENT_FORMAT}`"
+        ),
+        ProbeError::MissingFormat => {
+            format!("`format` is missing: expected `{ENVIRONMENT_FORMAT}`")
+        }
+        ProbeError::Environment { message } => message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -1018,7 +995,8 @@ mod tests {
              "pin": "cc", "resolved_at": "t", "resolved_from": "manual"}
         ]});
         let mut out = RunOutcome::default();
-        note_local_pins(&env, Path::new("r/environment.json"), &mut out);
+        let pins: Vec<LocalPin> = serde_json::from_value(env["local_pins"].clone()).unwrap();
+        note_local_pins(&pins, Path::new("r/environment.json"), &mut out);
         assert!(out.problems.is_empty());
         let report = AuditReport {
             runs: 1,
@@ -1035,5 +1013,32 @@ mod tests {
         r/environment.json: note: pinned by this machine's local lock overlay, not a committed lockfile: local/files.lock llama-server → cc (manual)
         audited 1 run (0 failed runs skipped), 0.0 MB in 0.00 s (0.0 MB/s): clean
         ");
+    }
+
+    /// Audit reads environment.json with its typed reader, so a document
+    /// the reader refuses (which `verify` would then fail on) is a problem,
+    /// not a clean run; the format's messages stay the audit's own.
+    #[test]
+    fn an_environment_its_reader_refuses_is_a_problem_named_by_key() {
+        let detail = |text: &str| match Environment::from_json(text) {
+            Ok(_) => panic!("{text} read"),
+            Err(e) => environment_error_detail(&e),
+        };
+        assert!(detail("{").starts_with("not JSON: "));
+        assert_eq!(
+            detail(r#"{"format": "infermark.environment.v2"}"#),
+            "unknown environment format `infermark.environment.v2`: \
+             this infermark reads `infermark.environment.v1`"
+        );
+        assert_eq!(
+            detail(r#"{"engine": {}}"#),
+            "`format` is missing: expected `infermark.environment.v1`"
+        );
+        let bad_host = detail(
+            r#"{"format": "infermark.environment.v1", "harness": {"version": "0", "commit": "x"},
+                "host": {"hostname": "h", "os": "o", "kernel": "k", "arch": "a",
+                         "cpu_model": "c", "cpu_count": "many", "memory_bytes": 1}}"#,
+        );
+        assert!(bad_host.starts_with("`host.cpu_count`: "), "{bad_host}");
     }
 }
