@@ -3,10 +3,13 @@
 //! Data flows one way: spec (+ lock) → point → engine + probe → workload →
 //! loadgen (records) → metrics (summary) → provenance (statement) → store
 //! (results tree, index) → verify (audit, reproduce) and report. `run`
-//! drives that pipeline; `sim` is the built-in calibration server. See
-//! DESIGN.md for the vocabulary.
+//! drives that pipeline; `sim` is the built-in calibration server.
+//! `digest`, `rng` and `clock` are leaf helpers that import nothing of the
+//! crate. See DESIGN.md for the vocabulary.
 
 pub mod cli;
+pub mod clock;
+pub mod digest;
 pub mod engine;
 pub mod loadgen;
 pub mod lock;
@@ -14,6 +17,7 @@ pub mod metrics;
 pub mod probe;
 pub mod provenance;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod sim;
 pub mod spec;

@@ -23,7 +23,7 @@ pub fn lock(args: LockArgs) -> anyhow::Result<u8> {
             } else {
                 &mut lockfiles
             };
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let now = crate::clock::now_rfc3339_seconds();
             let what = target.set(&reference, &value, &now)?;
             target.save()?;
             println!("locked in {}/{what}", target.dir.display());

@@ -295,7 +295,7 @@ pub fn collect(a: CollectArgs) -> anyhow::Result<u8> {
     let mut night_conflicts = Vec::new();
     let mut nights = 0;
     for src in &a.sources {
-        let is_tree = src.join(store::POINTS_DIR).is_dir() || src.join(night::NIGHTS_DIR).is_dir();
+        let is_tree = src.join(store::POINTS_DIR).is_dir() || src.join(store::NIGHTS_DIR).is_dir();
         if !is_tree {
             return Err(InvalidInput(format!(
                 "{}: not a results tree (expected `points/` or `nights/` inside)",

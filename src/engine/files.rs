@@ -116,7 +116,7 @@ pub(super) async fn sha256_file(path: &Path) -> Result<Sha256, EngineError> {
 }
 
 fn hash(path: &Path) -> std::io::Result<Sha256> {
-    let (hex, _) = crate::provenance::sha256_file(path)?;
+    let (hex, _) = crate::digest::sha256_file(path)?;
     Sha256::parse(&hex).map_err(std::io::Error::other)
 }
 

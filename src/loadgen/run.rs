@@ -23,7 +23,7 @@
 //! joins the tasks once at the end. Nothing is shared per chunk.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 use super::http::Client;
 use super::record::{Origin, RequestRecord};
 use super::request::{Clock, Job, Target, execute};
+use crate::clock;
+use crate::rng::Rng;
 use crate::workload::PreparedRequest;
-use crate::workload::rng::Rng;
 
 /// The RNG stream for arrival times, so that other draws from the same seed
 /// (prompts, lengths) never shift the schedule. ASCII "arrivals".
@@ -269,7 +270,7 @@ fn capture_origin() -> (Instant, Origin) {
     // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC is
     // always available on the platforms this builds for.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let wall = SystemTime::now();
+    let wall = clock::now();
     let monotonic_ns = if rc == 0 {
         u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
             + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -277,7 +278,7 @@ fn capture_origin() -> (Instant, Origin) {
         0
     };
     let origin = Origin {
-        wall_clock: humantime::format_rfc3339_nanos(wall).to_string(),
+        wall_clock: clock::rfc3339_nanos(wall),
         monotonic_ns,
     };
     (instant, origin)

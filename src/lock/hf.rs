@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::error::ResolveError;
 use super::net;
-use super::resolve::ResolveError;
 use crate::spec::reference::is_commit;
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";

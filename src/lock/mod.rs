@@ -15,6 +15,7 @@
 //! built from a dirty tree; the overlay pins a run used are recorded in its
 //! `environment.json` (see [`local`]).
 
+mod error;
 pub mod hf;
 pub mod local;
 mod net;
@@ -491,13 +492,10 @@ fn write<T: Serialize>(path: &Path, what: &str, value: &T) -> Result<(), LockErr
         message: e.to_string(),
     })?;
     let text = format!("# infermark lockfile ({what}). Edit with `infermark lock`.\n{body}");
-    let tmp = path.with_extension("lock.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|source| LockError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::store::atomic::write(path, text.as_bytes()).map_err(|source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

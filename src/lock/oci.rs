@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::error::ResolveError;
 use super::net;
-use super::resolve::ResolveError;
 use crate::spec::reference::{DEFAULT_REGISTRY, ImageRef};
 
 /// Manifest media types asked for, index types first.

@@ -318,7 +318,7 @@ mod tests {
     use crate::loadgen::record::Chunk;
     use crate::metrics::fixtures::{self, S, us};
     use crate::metrics::stats::LatencyStats;
-    use crate::workload::rng::Rng;
+    use crate::rng::Rng;
 
     fn ctx(gpus: u32, slo: Slo) -> SummaryContext {
         SummaryContext {

@@ -8,7 +8,6 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::ProbeError;
 use super::energy::Energy;
@@ -62,10 +61,7 @@ pub fn executable_sha256() -> Option<String> {
     static SHA: OnceLock<Option<String>> = OnceLock::new();
     SHA.get_or_init(|| {
         let path = std::env::current_exe().ok()?;
-        let mut file = std::fs::File::open(path).ok()?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).ok()?;
-        Some(crate::spec::hex(&hasher.finalize()))
+        crate::digest::sha256_file(&path).ok().map(|(hex, _)| hex)
     })
     .clone()
 }
@@ -129,21 +125,13 @@ impl Environment {
     /// name; a malformed document names the key that is wrong.
     pub fn from_json(text: &str) -> Result<Self, ProbeError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ProbeError::Environment {
-                message: format!("not valid JSON: {e}"),
-            })?;
+            serde_json::from_str(text).map_err(ProbeError::EnvironmentJson)?;
         match value.get("format") {
             Some(serde_json::Value::String(f)) if f == ENVIRONMENT_FORMAT => {}
             Some(serde_json::Value::String(f)) => {
                 return Err(ProbeError::UnknownFormat { found: f.clone() });
             }
-            _ => {
-                return Err(ProbeError::Environment {
-                    message: format!(
-                        "`format`: missing or not a string; expected `{ENVIRONMENT_FORMAT}`"
-                    ),
-                });
-            }
+            _ => return Err(ProbeError::MissingFormat),
         }
         serde_path_to_error::deserialize(value).map_err(|e| ProbeError::Environment {
             message: format!("`{}`: {}", e.path(), e.inner()),

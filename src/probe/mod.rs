@@ -19,7 +19,7 @@
 //!
 //! The environment's engine facts (executable and model file, with their
 //! sha256) come from the engine that ran ([`crate::engine::EngineFacts`]),
-//! hashed through [`crate::provenance::sha256_file`].
+//! hashed through [`crate::digest::sha256_file`].
 
 mod energy;
 mod environment;
@@ -67,6 +67,13 @@ pub enum ProbeError {
     )]
     UnknownFormat { found: String },
 
+    #[error("environment.json: not valid JSON: {0}")]
+    EnvironmentJson(serde_json::Error),
+
+    #[error("environment.json: `format`: missing or not a string; expected `{ENVIRONMENT_FORMAT}`")]
+    MissingFormat,
+
+    /// A key of a known format holds the wrong thing (`message` names it).
     #[error("environment.json: {message}")]
     Environment { message: String },
 }

@@ -10,15 +10,15 @@
 //! Reading is strict about versions: an unknown `_type` or `predicateType`
 //! is refused by name rather than half-understood.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
+use crate::clock::rfc3339;
+use crate::digest::sha256_file;
 use crate::spec::{Model, Point};
+use crate::store::layout::{POINT_FILE, RUN_FILES};
+use serde::{Deserialize, Serialize};
 
 pub mod sign;
 
@@ -26,19 +26,6 @@ pub mod sign;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The predicate type of a run's statement.
 pub const PREDICATE_TYPE: &str = "https://infermark.dev/provenance/run/v1";
-/// The statement's own file name in a run directory.
-pub const STATEMENT_FILE: &str = "provenance.json";
-/// The point's canonical bytes, in the point directory (two levels above a
-/// run directory).
-pub const POINT_FILE: &str = "point.json";
-/// The run directory's files the statement covers, besides `point.json`.
-pub const RUN_FILES: [&str; 4] = [
-    "requests.jsonl",
-    "summary.json",
-    "environment.json",
-    "engine.log",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
     #[error("failed to read {}: {source}", path.display())]
@@ -266,25 +253,6 @@ impl RunPredicate {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, the form every stored time takes.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(representable(t)).to_string()
-}
-
-/// `t` moved into the years RFC 3339 formatting handles (1970 to 9999): a
-/// clock set before the epoch must not panic a run.
-pub fn representable(t: SystemTime) -> SystemTime {
-    // 9999-12-31T23:59:59Z
-    const LAST: u64 = 253_402_300_799;
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Err(_) => SystemTime::UNIX_EPOCH,
-        Ok(d) if d.as_secs() > LAST => {
-            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(LAST)
-        }
-        Ok(_) => t,
-    }
-}
-
 impl Statement {
     /// The statement over a run: hashes `point_dir/point.json` and the
     /// [`RUN_FILES`] of `run_dir`, streaming, and lists them sorted by name.
@@ -381,26 +349,6 @@ impl Statement {
             .find(|s| s.name == name)
             .map(|s| s.digest.sha256.as_str())
     }
-}
-
-/// The sha256 (lowercase hex) and length of a file, read in 256 KiB blocks
-/// so a large `requests.jsonl` never sits in memory whole.
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((crate::spec::hex(&hasher.finalize()), len))
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@
 //! must be the statement file byte for byte, which is what ties the two.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -39,11 +39,10 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::store::atomic;
+
 /// The DSSE payload type of an in-toto statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-
-/// The envelope of a run's `provenance.json`, in the run directory.
-pub const RUN_ENVELOPE_FILE: &str = "provenance.dsse.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -271,19 +270,9 @@ pub fn generate_key_files(out: &Path) -> Result<KeyFiles, SignError> {
     })
 }
 
-/// Writes a file that must not exist yet, created with `mode`, synced.
+/// Writes a file that must not exist yet, created with `mode`, atomically.
 fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SignError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    written.map_err(|source| {
+    atomic::write_new_with_mode(path, bytes, mode).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
             SignError::Exists {
                 path: path.to_path_buf(),
@@ -401,12 +390,7 @@ pub fn sign_statement_file(statement_path: &Path, signer: &Signer) -> Result<Pat
     })?;
     let envelope = signer.sign(IN_TOTO_PAYLOAD_TYPE, &bytes);
     let path = envelope_path(statement_path);
-    let written = (|| {
-        let mut f = fs::File::create(&path)?;
-        f.write_all(envelope.to_json().as_bytes())?;
-        f.sync_all()
-    })();
-    written.map_err(|source| SignError::Write {
+    atomic::write(&path, envelope.to_json().as_bytes()).map_err(|source| SignError::Write {
         path: path.clone(),
         source,
     })?;
@@ -527,6 +511,7 @@ pub fn check_envelope(statement_path: &Path, trusted: &[TrustedKey]) -> Signatur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::layout::RUN_ENVELOPE_FILE;
 
     #[test]
     fn pae_is_the_dsse_specs_worked_example() {

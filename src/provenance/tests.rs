@@ -1,8 +1,11 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::spec::{self, NoPins};
+use crate::store::layout::RUN_FILES;
 
 /// sha256("abc"), FIPS 180-2 appendix B.1.
 const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -233,15 +236,4 @@ fn a_missing_subject_file_is_named() {
         .to_string();
     assert!(err.starts_with("failed to read "), "{err}");
     assert!(err.contains("engine.log"), "{err}");
-}
-
-#[test]
-fn files_larger_than_the_read_block_hash_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("big");
-    let data: Vec<u8> = (0..700_001u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&path, &data).unwrap();
-    let (hex, len) = sha256_file(&path).unwrap();
-    assert_eq!(len, data.len() as u64);
-    assert_eq!(hex, crate::spec::hex(&Sha256::digest(&data)));
 }

@@ -7,7 +7,7 @@ pub mod plan;
 
 use std::path::PathBuf;
 
-pub use night::{NIGHT_FILE, NIGHT_FORMAT, NIGHTS_DIR, NightPoint, NightRecord, NightStatus};
+pub use night::{NIGHT_FORMAT, NightPoint, NightRecord, NightStatus};
 pub use plan::PlanGroup;
 
 #[derive(Debug, thiserror::Error)]

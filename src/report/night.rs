@@ -12,13 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::ReportError;
+use crate::store::layout::{NIGHT_FILE, NIGHTS_DIR};
 
 /// The value of `night.json`'s `format` field.
 pub const NIGHT_FORMAT: &str = "infermark.night.v1";
-/// Directory of night records under the results root.
-pub const NIGHTS_DIR: &str = "nights";
-/// The record's file name inside `nights/<night>/`.
-pub const NIGHT_FILE: &str = "night.json";
 
 /// What became of a point in a night.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +154,7 @@ impl NightRecord {
     /// Writes the record beside its final name and renames it into place,
     /// so a reader (or a crash) never sees half a record.
     pub fn save(&mut self, path: &Path) -> Result<(), ReportError> {
-        self.updated_at =
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        self.updated_at = crate::clock::now_rfc3339_seconds();
         self.sort();
         let write = |p: &Path, source| ReportError::Write {
             path: p.to_path_buf(),
@@ -167,9 +163,7 @@ impl NightRecord {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| write(dir, e))?;
         }
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, self.to_json()).map_err(|e| write(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| write(path, e))
+        crate::store::atomic::write(path, self.to_json().as_bytes()).map_err(|e| write(path, e))
     }
 
     fn sort(&mut self) {

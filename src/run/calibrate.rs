@@ -848,7 +848,7 @@ pub fn save_last(
 ) -> std::io::Result<PathBuf> {
     let saved = SavedCalibration {
         format: SAVED_FORMAT.to_string(),
-        at: crate::provenance::rfc3339(std::time::SystemTime::now()),
+        at: crate::clock::rfc3339(crate::clock::now()),
         hostname: machine.hostname.clone(),
         machine_id: machine.machine_id.clone(),
         harness: crate::probe::Harness::current(),
@@ -859,9 +859,7 @@ pub fn save_last(
     std::fs::create_dir_all(dir)?;
     let mut bytes = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(&path).map_err(|e| e.error)?;
+    crate::store::atomic::write(&path, &bytes)?;
     Ok(path)
 }
 

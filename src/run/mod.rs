@@ -18,6 +18,7 @@ use crate::loadgen::record::{Origin, RequestRecord};
 use crate::loadgen::{self, LoadPlan, Progress, Schedule};
 use crate::metrics::{self, Slo, Summary, SummaryContext, VllmMeta};
 use crate::spec::{self, LoadLevel, Point, PointSpec};
+use crate::store::layout;
 use crate::workload::{self, WorkloadParams};
 
 /// Everything that can go wrong measuring a point.
@@ -248,9 +249,9 @@ pub fn write_bench(dir: &Path, point: &Point, m: &Measurement) -> Result<(), Run
         path: dir.to_path_buf(),
         source,
     })?;
-    w("point.json", point.canonical_bytes())?;
-    metrics::write_records(&dir.join("requests.jsonl"), &m.records)?;
-    metrics::write_summary(&dir.join("summary.json"), &m.summary)?;
+    w(layout::POINT_FILE, point.canonical_bytes())?;
+    metrics::write_records(&dir.join(layout::REQUESTS_FILE), &m.records)?;
+    metrics::write_summary(&dir.join(layout::SUMMARY_FILE), &m.summary)?;
     let vllm = metrics::to_vllm_json(&m.summary, &vllm_meta(&point.spec, &m.origin));
     let mut vllm_bytes = serde_json::to_vec_pretty(&vllm).unwrap_or_default();
     vllm_bytes.push(b'\n');

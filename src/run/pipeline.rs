@@ -22,6 +22,9 @@ use crate::probe::{self, Environment, GpuFacts, HardwareFit, HostFacts};
 use crate::provenance::RunPredicate;
 use crate::provenance::sign::Signer;
 use crate::spec::{self, Point};
+use crate::store::layout::{
+    ENGINE_LOG_FILE, ENVIRONMENT_FILE, REQUESTS_FILE, SUMMARY_FILE, TMP_DIR,
+};
 use crate::store::{RunWriter, Store};
 
 use super::{RunError, measure};
@@ -419,8 +422,8 @@ async fn run_point(
     let finished = SystemTime::now();
     let written = (|| -> Result<(), RunError> {
         let dir = writer.dir();
-        metrics::write_records(&dir.join("requests.jsonl"), &m.records)?;
-        metrics::write_summary(&dir.join("summary.json"), &m.summary)?;
+        metrics::write_records(&dir.join(REQUESTS_FILE), &m.records)?;
+        metrics::write_summary(&dir.join(SUMMARY_FILE), &m.summary)?;
         let mut env = Environment::new(
             ctx.host.clone(),
             ctx.gpus.clone(),
@@ -430,7 +433,7 @@ async fn run_point(
         );
         env.calibration = ctx.calibration.cloned();
         env.local_pins = local_pins.to_vec();
-        write(&dir.join("environment.json"), env.to_json().as_bytes())?;
+        write(&dir.join(ENVIRONMENT_FILE), env.to_json().as_bytes())?;
         copy_log(ctx.log, dir)?;
         Ok(())
     })();
@@ -494,7 +497,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
 
 fn copy_log(log: &Path, dir: &Path) -> Result<(), RunError> {
     let bytes = std::fs::read(log).unwrap_or_default();
-    write(&dir.join("engine.log"), &bytes)
+    write(&dir.join(ENGINE_LOG_FILE), &bytes)
 }
 
 /// Where one engine start keeps its log: beside the in-progress runs, never
@@ -506,12 +509,12 @@ struct SessionDir {
 
 impl SessionDir {
     fn new(store: &Store, label: &str) -> Result<Self, RunError> {
-        let dir = store.root().join(".tmp").join(format!("engine-{label}"));
+        let dir = store.root().join(TMP_DIR).join(format!("engine-{label}"));
         std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
             path: dir.clone(),
             source,
         })?;
-        let log = dir.join("engine.log");
+        let log = dir.join(ENGINE_LOG_FILE);
         Ok(SessionDir { dir, log })
     }
 }

@@ -22,7 +22,7 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use crate::workload::rng::Rng;
+use crate::rng::Rng;
 
 /// Derives the per-run level's generators from the seed.
 const RUN_LEVEL: u64 = 1;

@@ -5,7 +5,7 @@
 use hyper::StatusCode;
 
 use super::Faults;
-use crate::workload::rng::Rng;
+use crate::rng::Rng;
 
 /// The faults drawn for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

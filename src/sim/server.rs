@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -27,6 +27,7 @@ use super::stream::{
     far_future_saturating, put_u64,
 };
 use super::{Counters, SimConfig, SimError, monotonic_ns};
+use crate::clock;
 
 /// Largest request body read (a 100k-token id prompt is well under 1 MiB).
 const MAX_BODY_BYTES: usize = 32 << 20;
@@ -262,9 +263,7 @@ async fn generate(
         Api::Completions => format!("cmpl-sim-{seq}"),
         Api::Chat => format!("chatcmpl-sim-{seq}"),
     };
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = clock::unix_seconds(clock::now());
 
     if gen_req.stream {
         let object = match api {

@@ -41,15 +41,9 @@ pub fn point_id(canonical: &[u8]) -> String {
     hex(&h.finalize())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
+/// Lowercase hex, as every id and digest is written (kept here under
+/// its old name: the point id is its first user).
+pub use crate::digest::hex;
 
 fn write_value(v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), CanonicalError> {
     match v {

@@ -351,7 +351,7 @@ fn render(g: &Gen, s: &Style) -> String {
             .push(("mode".to_string(), "\"concurrency\"".to_string()));
         tables.push(("verify", vec![("repeats".into(), "3".into())]));
     }
-    let mut rng = crate::workload::rng::Rng::new(s.shuffle, 0);
+    let mut rng = crate::rng::Rng::new(s.shuffle, 0);
     let mut shuffle = |n: usize| -> Vec<usize> {
         let mut idx: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {

@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::{FAILED_DIR, POINTS_DIR, RUNS_DIR, StoreError, TMP_DIR, read_dir_sorted};
+use super::{atomic, sync_dir};
 
 /// The same path holds different bytes in the two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,11 @@ fn merge_run(
             to: dest.to_path_buf(),
             source,
         })?;
+        // copy_tree synced the files and directories; the rename is
+        // durable once its parent is.
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
         report.runs_copied += 1;
         return Ok(());
     }
@@ -184,21 +190,10 @@ fn conflict(source: PathBuf, target: PathBuf) -> Conflict {
     }
 }
 
-/// Copies a file beside its destination and renames it into place.
+/// Copies a file into place atomically (see [`atomic`]).
 pub fn copy_atomically(src: &Path, dest: &Path) -> Result<(), StoreError> {
-    let name = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file")
-        .to_string();
-    let tmp = dest.with_file_name(format!(".{name}.collect-{}", std::process::id()));
-    fs::copy(src, &tmp).map_err(|source| StoreError::Write {
-        path: tmp.clone(),
-        source,
-    })?;
-    fs::rename(&tmp, dest).map_err(|source| StoreError::Move {
-        from: tmp,
-        to: dest.to_path_buf(),
+    atomic::copy(src, dest).map_err(|source| StoreError::Write {
+        path: dest.to_path_buf(),
         source,
     })
 }
@@ -213,10 +208,10 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(), StoreError> {
         if entry.is_dir() {
             copy_tree(&entry, &to)?;
         } else {
-            fs::copy(&entry, &to).map_err(|source| StoreError::Write { path: to, source })?;
+            copy_atomically(&entry, &to)?;
         }
     }
-    Ok(())
+    sync_dir(dest)
 }
 
 /// Paths of the files under `dir`, relative to it, sorted.

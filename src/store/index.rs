@@ -18,13 +18,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::layout::{INDEX_FILE, POINT_FILE, STATEMENT_FILE, SUMMARY_FILE};
 use super::{FAILURE_FILE, Failure, RunStatus, StoredRun, stored_runs};
 use crate::metrics::Summary;
-use crate::provenance::{POINT_FILE, STATEMENT_FILE, Statement};
+use crate::provenance::Statement;
 use crate::spec::{Model, Point};
 
-/// The index's file name under the results root.
-pub const INDEX_FILE: &str = "index.sqlite";
 /// The schema this build writes; any other is rebuilt.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -284,7 +283,7 @@ impl Index {
         for suffix in ["-journal", "-wal", "-shm"] {
             remove_if_present(&root.join(format!("{INDEX_FILE}{suffix}")))?;
         }
-        std::fs::rename(&building, &path).map_err(|source| IndexError::Io {
+        super::atomic::persist(&building, &path).map_err(|source| IndexError::Io {
             action: "replace",
             path: path.clone(),
             source,
@@ -640,7 +639,7 @@ fn read_run_row(root: &Path, run: &StoredRun) -> Result<RunRow, String> {
             let statement = Statement::read(&statement_path).map_err(|e| e.to_string())?;
             let p = statement.predicate;
             check_ids(&statement_path, &p.point_id, &p.run_id, run, &point_id)?;
-            let summary = crate::metrics::read_summary(&run.dir.join("summary.json"))
+            let summary = crate::metrics::read_summary(&run.dir.join(SUMMARY_FILE))
                 .map_err(|e| e.to_string())?;
             Ok(completed_row(
                 run,

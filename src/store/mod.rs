@@ -1,24 +1,21 @@
 //! The results tree: where runs are written, how they become results, and
 //! the index over them.
 //!
-//! ```text
-//! <root>/points/<point-id>/point.json              canonical bytes of the point
-//! <root>/points/<point-id>/runs/<run-id>/          a result (see provenance)
-//! <root>/points/<point-id>/failed/<run-id>/        a failed run: failure.json + what was written
-//! <root>/.tmp/<run-id>/                            a run in progress: never a result
-//! <root>/index.sqlite                              derived from the files; rebuildable
-//! ```
+//! Every name in the tree is in [`layout`], with a map of the tree; this
+//! module owns where runs go and how they get there.
 //!
 //! A run is written into `.tmp/<run-id>/` and moved into `runs/` by one
 //! rename only once every file and its provenance statement are on disk, so a
 //! crash leaves either a complete result or none (DESIGN "Results and
 //! provenance"). The files are the truth; the index is a cache of them.
 
+pub mod atomic;
 pub mod collect;
 pub mod index;
+pub mod layout;
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -26,24 +23,18 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock;
 use crate::provenance::sign::{self, SignError, Signer};
-use crate::provenance::{
-    self, POINT_FILE, ProvenanceError, RUN_FILES, RunPredicate, STATEMENT_FILE, Statement,
-};
+use crate::provenance::{ProvenanceError, RunPredicate, Statement};
 use crate::spec::Point;
 
 pub use index::{Index, IndexError, ListFilter, Listed, PointRow, RebuildReport, RunRow, Shown};
+pub use layout::{
+    ENGINE_LOG_FILE, ENVIRONMENT_FILE, FAILED_DIR, FAILURE_FILE, INDEX_FILE, NIGHT_FILE,
+    NIGHTS_DIR, POINT_FILE, POINTS_DIR, REQUESTS_FILE, RUN_DIR_FILES, RUN_ENVELOPE_FILE, RUN_FILES,
+    RUNS_DIR, STATEMENT_FILE, SUMMARY_FILE, TMP_DIR, VERDICT_FILE, VERDICTS_DIR,
+};
 
-/// Directory of the points under the root.
-pub const POINTS_DIR: &str = "points";
-/// Completed runs of a point.
-pub const RUNS_DIR: &str = "runs";
-/// Failed runs of a point.
-pub const FAILED_DIR: &str = "failed";
-/// Runs in progress.
-pub const TMP_DIR: &str = ".tmp";
-/// The record of why a run failed.
-pub const FAILURE_FILE: &str = "failure.json";
 /// The value of `failure.json`'s `format` field.
 pub const FAILURE_FORMAT: &str = "infermark.failure.v1";
 
@@ -222,24 +213,16 @@ fn ensure_point_file(point_dir: &Path, point: &Point) -> Result<(), StoreError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(StoreError::Read { path, source }),
     }
-    let write_error = |source| StoreError::Write {
-        path: path.clone(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(point_dir).map_err(write_error)?;
-    tmp.write_all(point.canonical_bytes())
-        .map_err(write_error)?;
-    tmp.as_file().sync_all().map_err(write_error)?;
-    match tmp.persist_noclobber(&path) {
-        Ok(_) => sync_dir(point_dir),
+    match atomic::write_new(&path, point.canonical_bytes()) {
+        Ok(()) => Ok(()),
         // Another run of the same point wrote it first: it must agree.
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             check(fs::read(&path).map_err(|source| StoreError::Read {
                 path: path.clone(),
                 source,
             })?)
         }
-        Err(e) => Err(write_error(e.error)),
+        Err(source) => Err(StoreError::Write { path, source }),
     }
 }
 
@@ -370,8 +353,8 @@ impl RunWriter {
             point_id: self.point_id.clone(),
             run_id: self.run_id.clone(),
             reason: reason.to_string(),
-            started_at: provenance::rfc3339(self.started),
-            failed_at: provenance::rfc3339(SystemTime::now()),
+            started_at: clock::rfc3339(self.started),
+            failed_at: clock::rfc3339(clock::now()),
         };
         let path = self.dir.join(FAILURE_FILE);
         fs::write(&path, failure.to_json()).map_err(|source| StoreError::Write {
@@ -600,12 +583,10 @@ pub fn file_name(path: &Path) -> String {
 }
 
 fn sync_file(path: &Path) -> Result<(), StoreError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|source| StoreError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    atomic::sync_file(path).map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Makes a directory's entries durable (a rename into it, a new file).
@@ -620,7 +601,7 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 /// keeps runs of one process apart even when given the same start).
 pub fn new_run_id(started: SystemTime) -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let started = provenance::representable(started);
+    let started = clock::representable(started);
     let nanos = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -636,8 +617,7 @@ pub fn new_run_id(started: SystemTime) -> String {
 
 /// `20260921T141320Z` for 2026-09-21T14:13:20(.xxx)Z.
 pub fn run_id_stamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(provenance::representable(t))
-        .to_string()
+    clock::rfc3339_seconds(t)
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect()

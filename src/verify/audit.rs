@@ -24,33 +24,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::problem::Problem;
 use super::signatures::{self, SignatureCounts};
+use crate::digest::sha256_file;
+use crate::lock::local::LocalPin;
 use crate::metrics::{self, MetricsError, Summary, SummaryContext};
-use crate::provenance::sign::{RUN_ENVELOPE_FILE, SignatureStatus, TrustedKey};
-use crate::provenance::{POINT_FILE, Pins, RUN_FILES, STATEMENT_FILE, Statement, sha256_file};
+use crate::probe::{ENVIRONMENT_FORMAT, Environment, ProbeError};
+use crate::provenance::sign::{SignatureStatus, TrustedKey};
+use crate::provenance::{Pins, Statement};
 use crate::spec::reference::Sha256;
 use crate::spec::{EngineKind, Model, Point, Runtime};
-use crate::store::index::INDEX_FILE;
-use crate::store::{
-    self, FAILED_DIR, FAILURE_FILE, Failure, POINTS_DIR, RUNS_DIR, RunStatus, StoreError,
-    StoredRun, TMP_DIR,
+use crate::store::layout::{
+    ENVIRONMENT_FILE, FAILED_DIR, FAILURE_FILE, INDEX_FILE, NIGHTS_DIR, POINT_FILE, POINTS_DIR,
+    REQUESTS_FILE, RUN_DIR_FILES, RUN_ENVELOPE_FILE, RUN_FILES, RUNS_DIR, STATEMENT_FILE,
+    SUMMARY_FILE, TMP_DIR, VERDICTS_DIR,
 };
-
-/// Where `verify` keeps its verdicts inside a point directory; a verdict is
-/// a statement about runs, not a run, so the audit of runs passes it by.
-pub const VERDICTS_DIR: &str = "verdicts";
-
-/// The `format` of `environment.json` this build reads.
-pub const ENVIRONMENT_FORMAT: &str = "infermark.environment.v1";
-
-/// What a run directory must hold, and nothing more.
-const RUN_DIR_FILES: [&str; 5] = [
-    "requests.jsonl",
-    "summary.json",
-    "environment.json",
-    "engine.log",
-    STATEMENT_FILE,
-];
+use crate::store::{self, Failure, RunStatus, StoreError, StoredRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -65,13 +54,6 @@ pub enum AuditError {
     NotResults { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One finding, in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub message: String,
 }
 
 /// What an audit looked at and found.
@@ -188,7 +170,7 @@ pub fn audit_with_trust(
         }
     } else if path.join(INDEX_FILE).is_file()
         || path.join(TMP_DIR).is_dir()
-        || path.join(crate::report::NIGHTS_DIR).is_dir()
+        || path.join(NIGHTS_DIR).is_dir()
     {
         // A results tree no run has finished in yet (night records, if any, are not runs).
     } else {
@@ -590,7 +572,7 @@ fn check_predicate(
         );
     }
     let time = |key: &str, value: &str, out: &mut RunOutcome| -> Option<SystemTime> {
-        match humantime::parse_rfc3339(value) {
+        match crate::clock::parse_rfc3339(value) {
             Ok(t) => Some(t),
             Err(e) => {
                 out.problem(
@@ -637,63 +619,36 @@ fn check_environment(
     statement_path: &Path,
     out: &mut RunOutcome,
 ) {
-    let path = run.dir.join("environment.json");
+    let path = run.dir.join(ENVIRONMENT_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
         // Missing or unreadable: reported by the file checks.
         return;
     };
-    let env: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
+    let env = match Environment::from_json(&text) {
+        Ok(env) => env,
         Err(e) => {
-            out.problem(&path, format!("not JSON: {e}"));
+            out.problem(&path, environment_error_detail(&e));
             return;
         }
     };
-    match env.get("format").and_then(Value::as_str) {
-        Some(ENVIRONMENT_FORMAT) => {}
-        Some(found) => {
-            out.problem(
-                &path,
-                format!(
-                    "unknown environment format `{found}`: this infermark reads `{ENVIRONMENT_FORMAT}`"
-                ),
-            );
-            return;
-        }
-        None => {
-            out.problem(
-                &path,
-                format!("`format` is missing: expected `{ENVIRONMENT_FORMAT}`"),
-            );
-            return;
-        }
-    }
-    note_local_pins(&env, &path, out);
+    note_local_pins(&env.local_pins, &path, out);
     let spec = &point.spec;
-    let at = |keys: &[&str]| keys.iter().try_fold(&env, |v, k| v.get(k));
-    let text_at = |keys: &[&str]| at(keys).and_then(Value::as_str);
+    let at = |keys: &[&str]| keys.iter().try_fold(&env.engine, |v, k| v.get(k));
 
     // Hardware.
     let class = &spec.hardware.class;
-    match text_at(&["hardware", "point_class"]) {
-        Some(c) if c == class => {}
-        Some(c) => out.problem(
+    let fit = &env.hardware;
+    if fit.point_class != *class {
+        out.problem(
             &path,
-            format!("`hardware.point_class` is {c}, but the point's class is {class}"),
-        ),
-        None => out.problem(&path, "`hardware.point_class` is missing".to_string()),
+            format!(
+                "`hardware.point_class` is {}, but the point's class is {class}",
+                fit.point_class
+            ),
+        );
     }
-    let overridden = match at(&["hardware", "override"]).and_then(Value::as_bool) {
-        Some(o) => o,
-        None => {
-            out.problem(
-                &path,
-                "`hardware.override` is missing or not true/false".to_string(),
-            );
-            false
-        }
-    };
-    match text_at(&["hardware", "detected_class"]) {
+    let overridden = fit.overridden;
+    match &fit.detected_class {
         Some(d) if d == class || overridden => {}
         Some(d) => out.problem(
             &path,
@@ -723,7 +678,7 @@ fn check_environment(
             out,
             &path,
             "engine.executable.sha256",
-            at(&["engine", "executable"]),
+            at(&["executable"]),
             "sha256",
             pin,
             "`engine.command-sha256`",
@@ -731,7 +686,7 @@ fn check_environment(
     }
 
     // The model file.
-    let model_file = at(&["engine", "model_file"]).filter(|v| !v.is_null());
+    let model_file = at(&["model_file"]).filter(|v| !v.is_null());
     match (&spec.model, model_file) {
         (Model::File { sha256, .. }, Some(_)) => check_digest(
             out,
@@ -767,7 +722,7 @@ fn check_environment(
             out,
             &path,
             "engine.image.digest",
-            at(&["engine", "image"]),
+            at(&["image"]),
             "digest",
             digest,
             "`engine.image`",
@@ -776,27 +731,32 @@ fn check_environment(
 }
 
 /// A note per pin the run took from its machine's local lock overlay.
-fn note_local_pins(env: &Value, path: &Path, out: &mut RunOutcome) {
-    let Some(pins) = env.get("local_pins") else {
-        return;
-    };
-    let Some(pins) = pins.as_array() else {
-        out.problem(path, "`local_pins` is not a list".to_string());
-        return;
-    };
-    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+fn note_local_pins(pins: &[LocalPin], path: &Path, out: &mut RunOutcome) {
     for p in pins {
         out.notes.push(Problem {
             file: path.to_path_buf(),
             message: format!(
                 "pinned by this machine's local lock overlay, not a committed lockfile: \
                  {} {} → {} ({})",
-                text(p, "lockfile"),
-                text(p, "reference"),
-                text(p, "pin"),
-                text(p, "resolved_from"),
+                p.lockfile, p.reference, p.pin, p.resolved_from,
             ),
         });
+    }
+}
+
+/// An environment error's message without the file the report names; an
+/// unknown or missing format is worded as the audit always worded it.
+fn environment_error_detail(e: &ProbeError) -> String {
+    match e {
+        ProbeError::EnvironmentJson(e) => format!("not JSON: {e}"),
+        ProbeError::UnknownFormat { found } => format!(
+            "unknown environment format `{found}`: this infermark reads `{ENVIRONMENT_FORMAT}`"
+        ),
+        ProbeError::MissingFormat => {
+            format!("`format` is missing: expected `{ENVIRONMENT_FORMAT}`")
+        }
+        ProbeError::Environment { message } => message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -834,8 +794,8 @@ fn check_digest(
 
 /// `summary.json` is exactly what infermark computes from `requests.jsonl`.
 fn check_summary(run: &StoredRun, point: &Point, out: &mut RunOutcome) {
-    let summary_path = run.dir.join("summary.json");
-    let requests_path = run.dir.join("requests.jsonl");
+    let summary_path = run.dir.join(SUMMARY_FILE);
+    let requests_path = run.dir.join(REQUESTS_FILE);
     let Ok(text) = std::fs::read_to_string(&summary_path) else {
         return;
     };
@@ -1035,7 +995,8 @@ mod tests {
              "pin": "cc", "resolved_at": "t", "resolved_from": "manual"}
         ]});
         let mut out = RunOutcome::default();
-        note_local_pins(&env, Path::new("r/environment.json"), &mut out);
+        let pins: Vec<LocalPin> = serde_json::from_value(env["local_pins"].clone()).unwrap();
+        note_local_pins(&pins, Path::new("r/environment.json"), &mut out);
         assert!(out.problems.is_empty());
         let report = AuditReport {
             runs: 1,
@@ -1052,5 +1013,32 @@ mod tests {
         r/environment.json: note: pinned by this machine's local lock overlay, not a committed lockfile: local/files.lock llama-server → cc (manual)
         audited 1 run (0 failed runs skipped), 0.0 MB in 0.00 s (0.0 MB/s): clean
         ");
+    }
+
+    /// Audit reads environment.json with its typed reader, so a document
+    /// the reader refuses (which `verify` would then fail on) is a problem,
+    /// not a clean run; the format's messages stay the audit's own.
+    #[test]
+    fn an_environment_its_reader_refuses_is_a_problem_named_by_key() {
+        let detail = |text: &str| match Environment::from_json(text) {
+            Ok(_) => panic!("{text} read"),
+            Err(e) => environment_error_detail(&e),
+        };
+        assert!(detail("{").starts_with("not JSON: "));
+        assert_eq!(
+            detail(r#"{"format": "infermark.environment.v2"}"#),
+            "unknown environment format `infermark.environment.v2`: \
+             this infermark reads `infermark.environment.v1`"
+        );
+        assert_eq!(
+            detail(r#"{"engine": {}}"#),
+            "`format` is missing: expected `infermark.environment.v1`"
+        );
+        let bad_host = detail(
+            r#"{"format": "infermark.environment.v1", "harness": {"version": "0", "commit": "x"},
+                "host": {"hostname": "h", "os": "o", "kernel": "k", "arch": "a",
+                         "cpu_model": "c", "cpu_count": "many", "memory_bytes": 1}}"#,
+        );
+        assert!(bad_host.starts_with("`host.cpu_count`: "), "{bad_host}");
     }
 }

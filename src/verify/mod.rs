@@ -7,10 +7,12 @@
 //! the bootstrap of [`stats`], whether its numbers hold.
 
 pub mod audit;
+mod problem;
 pub mod reproduce;
 pub mod signatures;
 pub mod stats;
 
-pub use audit::{AuditError, AuditReport, Problem, audit, audit_with_trust};
+pub use audit::{AuditError, AuditReport, audit, audit_with_trust};
+pub use problem::Problem;
 pub use reproduce::{ReproduceError, VerdictStatement};
 pub use stats::Verdict;

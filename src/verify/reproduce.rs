@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -29,28 +28,29 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::audit::VERDICTS_DIR;
 use super::stats::{
     self, METRICS, Method, MetricInput, MetricResult, Repeats, RunValue, Sequential, Verdict,
 };
+use crate::clock::rfc3339;
+use crate::digest::sha256_file;
 use crate::engine::{self, EngineError, StartOptions};
 use crate::metrics::{self, MetricsError, RequestSample, Summary};
 use crate::probe::{self, Harness};
-use crate::provenance::{
-    DigestSet, POINT_FILE, STATEMENT_FILE, STATEMENT_TYPE, Subject, rfc3339, sha256_file,
-};
+use crate::provenance::{DigestSet, STATEMENT_TYPE, Subject};
 use crate::run::RunError;
 use crate::run::pipeline::{self, Observer, PlannedPoint, PointOutcome, RunOptions};
 use crate::spec::{Point, VerifyMetric};
-use crate::store::{self, POINTS_DIR, RUNS_DIR, RunStatus, StoreError, StoredRun};
+use crate::store::layout::{
+    ENVIRONMENT_FILE, POINT_FILE, POINTS_DIR, REQUESTS_FILE, RUNS_DIR, STATEMENT_FILE,
+    SUMMARY_FILE, TMP_DIR, VERDICT_FILE, VERDICTS_DIR,
+};
+use crate::store::{self, RunStatus, StoreError, StoredRun, atomic};
 
 /// The predicate type of a verdict statement.
 /// v2: run-level statistics (`policy.method`, per-metric `judged`,
 /// `decided_after`, `runs_to_decide`, `compared_runs`); v1 was the
 /// request-pooled bootstrap.
 pub const VERDICT_PREDICATE_TYPE: &str = "https://infermark.dev/verification/v2";
-/// A verdict's file in `points/<id>/verdicts/<verdict-id>/`.
-pub const VERDICT_FILE: &str = "verdict.json";
 /// Who verified, in the VSA's `verifier.id` sense.
 pub const VERIFIER_ID: &str = "https://infermark.dev/verify";
 
@@ -200,9 +200,9 @@ impl LoadedRun {
                 path: statement.clone(),
                 source,
             })?;
-        let summary = metrics::read_summary(&dir.join("summary.json"))?;
-        let records = metrics::read_records(&dir.join("requests.jsonl"))?;
-        let env_path = dir.join("environment.json");
+        let summary = metrics::read_summary(&dir.join(SUMMARY_FILE))?;
+        let records = metrics::read_records(&dir.join(REQUESTS_FILE))?;
+        let env_path = dir.join(ENVIRONMENT_FILE);
         let text = std::fs::read_to_string(&env_path).map_err(|source| ReproduceError::Read {
             path: env_path.clone(),
             source,
@@ -367,7 +367,7 @@ pub async fn reproduce(
         cache_dir: opts.cache_dir.clone(),
         model_dirs: opts.model_dirs.clone(),
         model_cache: opts.model_cache.clone(),
-        log_path: opts.results.join(".tmp").join("verify-pins.log"),
+        log_path: opts.results.join(TMP_DIR).join("verify-pins.log"),
         infermark_exe: opts.infermark_exe.clone(),
         registry_insecure_loopback: opts.registry_insecure_loopback,
     };
@@ -688,15 +688,7 @@ pub fn write_verdict(
         }
     }
     let path = dir.join(VERDICT_FILE);
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write_err(&path))?;
-    tmp.write_all(statement.to_json().as_bytes())
-        .map_err(write_err(&path))?;
-    tmp.as_file().sync_all().map_err(write_err(&path))?;
-    tmp.persist_noclobber(&path)
-        .map_err(|e| ReproduceError::Write {
-            path: path.clone(),
-            source: e.error,
-        })?;
+    atomic::write_new(&path, statement.to_json().as_bytes()).map_err(write_err(&path))?;
     Ok(path)
 }
 

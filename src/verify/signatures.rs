@@ -10,9 +10,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::audit::Problem;
-use crate::provenance::STATEMENT_FILE;
+use super::problem::Problem;
 use crate::provenance::sign::{self, SignatureStatus, TrustedKey};
+use crate::store::layout::{RUN_ENVELOPE_FILE, STATEMENT_FILE};
 
 /// How the audited runs' signatures stood.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub fn check_run(
             message: format!(
                 "unsigned: no {} beside it, and --trust requires every run signed by a \
                  trusted key",
-                sign::RUN_ENVELOPE_FILE
+                RUN_ENVELOPE_FILE
             ),
         }),
         (SignatureStatus::Untrusted { keyids }, Some(_)) => Some(Problem {

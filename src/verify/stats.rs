@@ -78,8 +78,8 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::metrics::RequestSample;
+use crate::rng::Rng;
 use crate::spec::{Verify, VerifyMetric};
-use crate::workload::rng::Rng;
 
 /// Two-sided error rate of each verdict's interval (before the correction
 /// over looks).

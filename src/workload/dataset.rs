@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::rng::Rng;
 use super::{Phase, WorkloadError};
+use crate::rng::Rng;
 
 /// RNG stream of the prompt order ("DATA" in the high 32 bits, apart from
 /// the per-request streams).
@@ -32,7 +32,7 @@ const ORDER_STREAM: u64 = 0x4441_5441_0000_0000;
 /// Lowercase hex sha256 of a file's contents, read in blocks so a
 /// multi-gigabyte file is never held in memory.
 pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
-    crate::provenance::sha256_file(path).map(|(hex, _)| hex)
+    crate::digest::sha256_file(path).map(|(hex, _)| hex)
 }
 
 #[derive(Deserialize)]

@@ -59,7 +59,7 @@
 //!
 //! # Seeds and streams
 //!
-//! Each request draws from its own stream of [`rng::Rng`],
+//! Each request draws from its own stream of [`crate::rng::Rng`],
 //! `Rng::new(seed, phase_base | index)`, with one base for warmup and one for
 //! measured requests: request `i` is the same however many requests are
 //! generated, and changing the warmup count never changes a measured request.
@@ -88,7 +88,6 @@
 
 mod body;
 pub mod dataset;
-pub mod rng;
 pub mod words;
 
 use std::ops::RangeInclusive;
@@ -98,9 +97,9 @@ use bytes::Bytes;
 
 pub use dataset::sha256_file;
 
+use crate::rng::Rng;
 use body::{Content, Settings};
 use dataset::Conversations;
-use rng::Rng;
 
 /// One request ready to send: its JSON body and the lengths it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use infermark::digest::sha256_file;
 use infermark::metrics;
-use infermark::provenance::{RunPredicate, Statement, sha256_file};
+use infermark::provenance::{RunPredicate, Statement};
 use infermark::sim::{SimConfig, Timing};
 use infermark::spec::{self, NoPins, Point};
-use infermark::store::{self, Index, ListFilter, RunStatus, Store, StoreError, index::INDEX_FILE};
+use infermark::store::{self, INDEX_FILE, Index, ListFilter, RunStatus, Store, StoreError};
 use infermark::verify::{AuditReport, audit};
 
 /// The files a stored run consists of, as the auditor sees them.

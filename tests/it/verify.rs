@@ -100,7 +100,7 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    infermark::provenance::sha256_file(path).unwrap().0
+    infermark::digest::sha256_file(path).unwrap().0
 }
 
 /// The verdict statements stored for a run's point.

@@ -5,6 +5,11 @@
 //! update must not be able to change a stream. The generator is xoshiro256**
 //! (Blackman & Vigna, "Scrambled linear pseudorandom number generators",
 //! ACM TOMS 2021) seeded through SplitMix64, as its authors recommend.
+//!
+//! A leaf (it imports nothing of the crate): the workload draws prompts and
+//! lengths from it, the load generator its arrivals, the sim its faults and
+//! drift, and `verify` its bootstrap resamples, none of which should have to
+//! reach into another's module for it.
 
 /// xoshiro256** seeded by SplitMix64.
 #[derive(Debug, Clone)]
