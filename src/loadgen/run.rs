@@ -987,7 +987,7 @@ mod bench {
     }
 
     #[test]
-    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
+    #[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture loadgen::run::bench::parse_and_scan_throughput"]
     fn parse_and_scan_throughput() {
         let n = 200_000u64;
         let stream: Vec<u8> = (0..n).flat_map(|i| event(i).into_bytes()).collect();
@@ -1051,7 +1051,7 @@ mod bench {
     /// them, each event its own HTTP chunk (as vLLM writes them); the client
     /// runs on a one-thread runtime whose CPU time is measured.
     #[test]
-    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
+    #[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture loadgen::run::bench::flat_out_ingest_per_core"]
     fn flat_out_ingest_per_core() {
         let n: u64 = 1_000_000;
         let streams = 4;
@@ -1139,7 +1139,7 @@ mod bench {
     /// sharing the machine's cores: how late does the client see each chunk
     /// compared with the server's CLOCK_MONOTONIC send stamp?
     #[test]
-    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
+    #[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture loadgen::run::bench::delivery_error_at_1000_streams"]
     fn delivery_error_at_1000_streams() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -1204,7 +1204,7 @@ mod bench {
     /// What one request costs the client apart from its chunks: many
     /// one-token requests, one at a time, over a kept-alive connection.
     #[test]
-    #[ignore = "benchmark: prints numbers, run by hand with --release -- --ignored --nocapture"]
+    #[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture loadgen::run::bench::client_cpu_per_request"]
     fn client_cpu_per_request() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

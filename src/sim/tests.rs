@@ -1016,14 +1016,14 @@ fn bench(streams: usize, tokens: u64, timing: Timing) {
 /// 1000 concurrent streams of 100 tokens at 10 ms ITL: 100k chunks/s.
 /// Run: `cargo test --release --lib sim::tests::bench -- --ignored --nocapture`.
 #[test]
-#[ignore = "benchmark: prints numbers, run by hand"]
+#[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture sim::tests::bench_1000_streams_at_10ms_itl"]
 fn bench_1000_streams_at_10ms_itl() {
     bench(1000, 100, Timing::default());
 }
 
 /// 8 streams of 50k tokens with `itl = 0`: the highest event rate.
 #[test]
-#[ignore = "benchmark: prints numbers, run by hand"]
+#[ignore = "benchmark, prints numbers: cargo test --release --lib -- --ignored --nocapture sim::tests::bench_flat_out"]
 fn bench_flat_out() {
     let timing = Timing {
         ttft_base: Duration::ZERO,
