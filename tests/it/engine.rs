@@ -477,13 +477,18 @@ fn sim_image(runtime: &str, registry: &Registry) -> String {
     )
 }
 
-/// Whether container runtime `rt` is installed; says so when a test skips.
-fn runtime_installed(rt: &str) -> bool {
-    let installed = containers::installed(rt);
-    if !installed {
-        eprintln!("SKIPPED: `{rt}` is not installed; this container test did not run");
-    }
-    installed
+/// Fails unless container runtime `rt` and a registry are installed,
+/// saying how to install them.
+fn require_runtime(rt: &str) {
+    let install = match rt {
+        "docker" => "apt-get install docker.io, and start dockerd",
+        _ => "apt-get install podman (.ci/setup installs it)",
+    };
+    crate::support::require(rt, install);
+    crate::support::require(
+        "docker-registry",
+        "apt-get install docker-registry (.ci/setup installs it)",
+    );
 }
 
 fn sim_in(runtime: Runtime, reference: &str) -> PointSpec {
@@ -495,9 +500,7 @@ fn sim_in(runtime: Runtime, reference: &str) -> PointSpec {
 
 async fn sim_in_a_container_by_digest(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !runtime_installed(rt) {
-        return;
-    }
+    require_runtime(rt);
     let registry = Registry::start();
     let reference = sim_image(rt, &registry);
     let pin = reference.split('@').nth(1).unwrap().to_string();
@@ -551,9 +554,7 @@ async fn sim_in_a_container_by_digest(runtime: Runtime) {
 
 async fn a_digest_the_registry_lacks_fails_with_no_container(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !runtime_installed(rt) {
-        return;
-    }
+    require_runtime(rt);
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());
@@ -640,9 +641,7 @@ fn detached_like(argv: &[String], name: &str, owner: Option<&str>) {
 /// running, and one infermark did not label, stay.
 async fn a_container_left_by_a_killed_harness_is_removed_at_the_next_start(runtime: Runtime) {
     let rt = runtime.as_str();
-    if !runtime_installed(rt) {
-        return;
-    }
+    require_runtime(rt);
     let registry = Registry::start();
     let reference = sim_image(rt, &registry);
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use infermark::lock::Lockfiles;
 use sha2::{Digest, Sha256};
 
-use crate::containers::{Registry, Rootfs, installed, remove_image, run};
+use crate::containers::{Registry, Rootfs, remove_image, run};
 use crate::support::{free_port, stderr, stdout};
 
 /// Every variable `lock` reads credentials or the hub from.
@@ -102,10 +102,11 @@ fn one_file_rootfs(content: &str) -> Rootfs {
 
 #[test]
 fn real_registry_tag_to_digest_update_unknown_tag_and_closed_port() {
-    if !installed("podman") || !installed("docker-registry") {
-        eprintln!("skipped: podman or docker-registry is not installed");
-        return;
-    }
+    crate::support::require("podman", "apt-get install podman (.ci/setup installs it)");
+    crate::support::require(
+        "docker-registry",
+        "apt-get install docker-registry (.ci/setup installs it)",
+    );
     let registry = Registry::start();
     let tagged = format!("{}/x:1", registry.addr);
     let first = registry.push("podman", &one_file_rootfs("first\n"), "x", "1", &[]);
@@ -229,10 +230,11 @@ impl Drop for ManifestList {
 
 #[test]
 fn real_registry_index_records_per_platform_digests() {
-    if !installed("podman") || !installed("docker-registry") {
-        eprintln!("skipped: podman or docker-registry is not installed");
-        return;
-    }
+    crate::support::require("podman", "apt-get install podman (.ci/setup installs it)");
+    crate::support::require(
+        "docker-registry",
+        "apt-get install docker-registry (.ci/setup installs it)",
+    );
     let registry = Registry::start();
     registry.push("podman", &one_file_rootfs("amd\n"), "part", "amd64", &[]);
     registry.push("podman", &one_file_rootfs("arm\n"), "part", "arm64", &[]);

@@ -345,16 +345,14 @@ fn update_locks_and_unknown_groups_are_refused_clearly() {
     assert!(!results.join("points").exists(), "nothing ran");
 }
 
-/// Parses YAML documents into JSON with PyYAML; `None` (and a printed
-/// reason) when python3 or PyYAML is missing.
-fn yaml_documents(text: &str) -> Option<Vec<serde_json::Value>> {
+/// Parses YAML documents into JSON with PyYAML; fails, saying how to
+/// install it, when python3 or PyYAML is missing.
+fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
     let probe = Command::new("python3").args(["-c", "import yaml"]).output();
-    if !probe.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!(
-            "skipping the YAML checks: python3 with PyYAML is not installed (.ci/setup installs it)"
-        );
-        return None;
-    }
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "python3 with PyYAML is not installed: apt-get install python3-yaml (.ci/setup installs it)"
+    );
     let mut child = Command::new("python3")
         .args([
             "-c",
@@ -375,7 +373,7 @@ fn yaml_documents(text: &str) -> Option<Vec<serde_json::Value>> {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "not YAML: {}\n{text}", stderr(&out));
     let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    Some(docs.into_iter().filter(|d| !d.is_null()).collect())
+    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 #[test]
@@ -516,9 +514,7 @@ fn plan_writes_a_matrix_a_slurm_array_and_k8s_jobs_one_per_group() {
         "{}",
         stderr(&o)
     );
-    let Some(docs) = yaml_documents(&stdout(&o)) else {
-        return;
-    };
+    let docs = yaml_documents(&stdout(&o));
     assert_eq!(docs.len(), 3);
     for d in &docs {
         assert_eq!(d["apiVersion"], "batch/v1");
@@ -677,9 +673,7 @@ fn the_nightly_workflow_plans_runs_by_matrix_and_collects() {
     let o = lint(&broken);
     assert!(!o.status.success(), "actionlint accepted a misspelt key");
     assert!(stdout(&o).contains("runs-onn"), "{}", stdout(&o));
-    let Some(docs) = yaml_documents(&text) else {
-        return;
-    };
+    let docs = yaml_documents(&text);
     let w = &docs[0];
     let jobs = &w["jobs"];
     for j in ["plan", "nightly", "collect"] {

@@ -33,11 +33,16 @@ const NIX_CONFIG: &str = "experimental-features = nix-command flakes\n\
                           build-users-group =\n\
                           sandbox = false";
 
-fn have_nix() -> bool {
-    Command::new("nix")
+/// Fails unless Nix runs here, saying how to install it.
+fn require_nix() {
+    let runs = Command::new("nix")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        runs,
+        "`nix --version` does not run: apt-get install nix-bin (.ci/setup installs it)"
+    );
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -285,10 +290,7 @@ fn nix_builds_never_write_the_products_target_dir() {
 /// One test: the steps share one Nix build of the harness.
 #[test]
 fn flake_wiring_against_the_standin_nixpkgs() {
-    if !have_nix() {
-        eprintln!("skipped: no `nix` on PATH (.ci/setup installs Debian's nix-bin)");
-        return;
-    }
+    require_nix();
     let _heavy = support::heavy();
     let started = Instant::now();
     let fx = fixture();
@@ -507,10 +509,7 @@ fn flake_wiring_against_the_standin_nixpkgs() {
 /// against it means something.
 #[test]
 fn standin_nixpkgs_refuses_what_nixpkgs_refuses() {
-    if !have_nix() {
-        eprintln!("skipped: no `nix` on PATH (.ci/setup installs Debian's nix-bin)");
-        return;
-    }
+    require_nix();
     let standin = support::repo().join("tests/nix/nixpkgs-standin");
     let pkgs = format!(
         "(import {0}/pkgs.nix {{ lib = import {0}/lib.nix; system = \"x86_64-linux\"; \

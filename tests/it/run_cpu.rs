@@ -371,15 +371,6 @@ fn sigterm_mid_measurement_leaves_no_engine_process_and_no_complete_result() {
 
 // ---- podman: the same engine in an image pinned by digest ----
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Removes a test image from podman's storage when dropped.
 struct Image(String);
 
@@ -395,11 +386,12 @@ impl Drop for Image {
 
 /// Builds the llama.cpp image, pushes it to a fresh loopback registry,
 /// and pins the registry's digest in the world's lock.
-fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String, Image)> {
-    if !(have("podman") && have("docker-registry")) {
-        eprintln!("SKIPPED: podman or docker-registry is not installed (.ci/setup installs both)");
-        return None;
-    }
+fn podman_world(edit: impl Fn(String) -> String) -> (World, String, Image) {
+    crate::support::require("podman", "apt-get install podman (.ci/setup installs it)");
+    crate::support::require(
+        "docker-registry",
+        "apt-get install docker-registry (.ci/setup installs it)",
+    );
     let (server, model) = llama_engine();
     let port = free_port();
     let repository = format!("infermark-test/llama-{port}");
@@ -427,7 +419,7 @@ fn podman_world(edit: impl Fn(String) -> String) -> Option<(World, String, Image
     });
     let o = w.infermark(&["lock", "set", &image, &digest]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    Some((w, digest, guard))
+    (w, digest, guard)
 }
 
 fn containers_named_infermark() -> Vec<String> {
@@ -451,9 +443,7 @@ fn containers_named_infermark() -> Vec<String> {
 #[test]
 fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
     let _heavy = heavy();
-    let Some((w, digest, _image)) = podman_world(|t| t) else {
-        return;
-    };
+    let (w, digest, _image) = podman_world(|t| t);
     let before = containers_named_infermark();
     let o = w.run(&[]);
     assert_completed_and_audited(&w, &o);
@@ -470,9 +460,7 @@ fn llamacpp_in_podman_by_digest_runs_end_to_end_and_audits_clean() {
 #[test]
 fn sigterm_mid_measurement_leaves_no_container_and_no_complete_result() {
     let _heavy = heavy();
-    let Some((w, _, _image)) = podman_world(longer) else {
-        return;
-    };
+    let (w, _, _image) = podman_world(longer);
     let before = containers_named_infermark();
     sigterm_mid_run(&w, || containers_named_infermark() == before);
 }

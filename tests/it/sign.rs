@@ -17,15 +17,13 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn have_openssl() -> bool {
+/// Fails unless OpenSSL's command runs here, saying how to install it.
+fn require_openssl() {
     let found = Command::new("openssl")
         .arg("version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("openssl not found: skipping the OpenSSL interoperability checks");
-    }
-    found
+    assert!(found, "`openssl` is not installed: apt-get install openssl");
 }
 
 /// `openssl pkey -in <private> -pubout`: the public key OpenSSL derives.
@@ -89,9 +87,8 @@ fn key_generate_writes_a_0600_private_key_and_its_public_key_and_never_overwrite
         "mine"
     );
 
-    if have_openssl() {
-        assert_eq!(openssl_public(&private), public_text);
-    }
+    require_openssl();
+    assert_eq!(openssl_public(&private), public_text);
 }
 
 /// A results tree with one sim run signed by `key`, made by the binary.
@@ -100,7 +97,7 @@ struct SignedRun {
     results: PathBuf,
     run: PathBuf,
     public: PathBuf,
-    /// Another key's public half: OpenSSL's own when it is installed.
+    /// Another key's public half: OpenSSL's own.
     other_public: PathBuf,
 }
 
@@ -116,19 +113,16 @@ fn signed_run() -> SignedRun {
     assert!(ids.status.success(), "{}", stderr(&ids));
     let first = stdout(&ids).lines().next().unwrap().to_string();
     let (_, public, _) = generate(dir.path(), "key");
-    let other_public = if have_openssl() {
-        let o = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "ed25519", "-out"])
-            .arg(dir.path().join("openssl.key"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        let pem = openssl_public(&dir.path().join("openssl.key"));
-        std::fs::write(dir.path().join("openssl.pub"), pem).unwrap();
-        dir.path().join("openssl.pub")
-    } else {
-        generate(dir.path(), "other").1
-    };
+    require_openssl();
+    let o = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(dir.path().join("openssl.key"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pem = openssl_public(&dir.path().join("openssl.key"));
+    std::fs::write(dir.path().join("openssl.pub"), pem).unwrap();
+    let other_public = dir.path().join("openssl.pub");
 
     let o = infermark(
         dir.path(),

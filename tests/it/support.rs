@@ -118,6 +118,14 @@ pub fn wait_healthy(url: &str, limit: Duration) {
     }
 }
 
+/// Fails the calling test, saying how to install it, unless `program` is
+/// on PATH.
+pub fn require(program: &str, install: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
+    assert!(found, "`{program}` is not installed: {install}");
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
