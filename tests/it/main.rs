@@ -1,16 +1,17 @@
-//! Integration tests: the `infermark` binary as a user runs it.
+//! The fast tier: the `infermark` binary and library as a user drives them,
+//! against the built-in sim, fixture servers on loopback and files; no real
+//! engine, container runtime or Nix. Runs in parallel under plain
+//! `cargo test`. The engine tier is `tests/engine`.
 
 mod audit;
 mod bench_sim;
 mod cli_spec;
-mod containers;
 mod engine;
-mod llamacpp;
 mod lock;
 mod nightly;
-mod nix;
 mod run_checks;
-mod run_cpu;
 mod sign;
-mod support;
 mod verify;
+
+#[path = "../support/mod.rs"]
+mod support;

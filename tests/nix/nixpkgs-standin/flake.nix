@@ -21,7 +21,7 @@
         if builtins.pathExists ./host.json then
           builtins.fromJSON (builtins.readFile ./host.json)
         else
-          throw "stand-in nixpkgs: host.json is missing (tests/it/nix.rs writes it: the host's PATH, CARGO_HOME, RUSTUP_HOME, cargo target dir)";
+          throw "stand-in nixpkgs: host.json is missing (tests/engine/nix.rs writes it: the host's PATH, CARGO_HOME, RUSTUP_HOME, cargo target dir)";
     in
     {
       inherit lib;

@@ -1,7 +1,29 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by both test tiers: the fast tier (`tests/it`) and the
+//! engine tier (`tests/engine`). Each tier uses a part of them, hence the
+//! `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod containers;
+pub mod engines;
+pub mod locking;
+pub mod night;
+pub mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The sha256 of the SmolLM2-135M model file the CPU experiments pin.
+pub const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// A JSON file of a results tree, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The sha256 of a file, hex.
+pub fn sha256_hex(path: &Path) -> String {
+    infermark::digest::sha256_file(path).unwrap().0
+}
 
 /// The repository root (where `experiments/` and `lockfiles/` live).
 pub fn repo() -> PathBuf {

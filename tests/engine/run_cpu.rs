@@ -3,122 +3,14 @@
 //! docker-registry on loopback), then `audit`, the index, SIGTERM mid-run and
 //! an engine that dies while starting.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, heavy, infermark, llama_engine, repo, stderr, stdout};
-
-const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
-}
-
-/// A scratch world for one run: the experiment copied in (with `edit`
-/// applied), its own lockfiles, and a content-addressed cache holding the
-/// engine and the model by sha256.
-pub(crate) struct World {
-    dir: tempfile::TempDir,
-    pub(crate) experiment: PathBuf,
-}
-
-impl World {
-    pub(crate) fn new(experiment: &str, edit: impl Fn(String) -> String) -> World {
-        let (server, model) = llama_engine();
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for d in ["experiments", "lockfiles", "cache/files"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let text =
-            std::fs::read_to_string(repo().join("experiments/cpu").join(experiment)).unwrap();
-        let exp = root.join("experiments").join(experiment);
-        std::fs::write(&exp, edit(text)).unwrap();
-        for l in ["images", "models", "files"] {
-            std::fs::write(root.join(format!("lockfiles/{l}.lock")), "version = 1\n").unwrap();
-        }
-        let server_sha = sha256_of(Path::new(&server));
-        for (sha, path, name) in [
-            (server_sha.as_str(), server.as_str(), "llama-server"),
-            (
-                GGUF_SHA256,
-                model.as_str(),
-                "SmolLM2-135M-Instruct.Q4_1.gguf",
-            ),
-        ] {
-            let d = root.join("cache/files").join(sha);
-            std::fs::create_dir_all(&d).unwrap();
-            std::os::unix::fs::symlink(path, d.join(name)).unwrap();
-        }
-        let w = World {
-            dir,
-            experiment: exp,
-        };
-        let o = w.infermark(&["lock", "set", "llama-server", &server_sha]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        w
-    }
-
-    pub(crate) fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub(crate) fn results(&self) -> PathBuf {
-        self.root().join("results")
-    }
-
-    pub(crate) fn infermark(&self, args: &[&str]) -> std::process::Output {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let lock_dir = self.root().join("lockfiles");
-        if matches!(args.first(), Some(&"run") | Some(&"lock")) {
-            all.push("--lock-dir".into());
-            all.push(lock_dir.display().to_string());
-        }
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        infermark(self.root(), &refs)
-    }
-
-    fn run_command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_infermark"));
-        c.arg("run")
-            .arg(&self.experiment)
-            .arg("--results")
-            .arg(self.results())
-            .arg("--cache-dir")
-            .arg(self.root().join("cache"))
-            .arg("--lock-dir")
-            .arg(self.root().join("lockfiles"))
-            .args(extra)
-            .current_dir(self.root())
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    pub(crate) fn run(&self, extra: &[&str]) -> std::process::Output {
-        self.run_command(extra).output().unwrap()
-    }
-
-    /// Directories `points/*/<kind>/*` of the results tree.
-    pub(crate) fn runs(&self, kind: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let Ok(points) = std::fs::read_dir(self.results().join("points")) else {
-            return out;
-        };
-        for p in points.flatten() {
-            if let Ok(runs) = std::fs::read_dir(p.path().join(kind)) {
-                out.extend(runs.flatten().map(|r| r.path()));
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use crate::support::engines::World;
+use crate::support::{
+    GGUF_SHA256, free_port, heavy, infermark, json, llama_engine, repo, sha256_hex, stderr, stdout,
+};
 
 /// Pids of live processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<u32> {
@@ -204,7 +96,7 @@ fn llamacpp_process_point_runs_end_to_end_and_audits_clean() {
     for run in w.runs("runs") {
         let env = json(&run.join("environment.json"));
         let exe = &env["engine"]["executable"];
-        let pinned = sha256_of(&PathBuf::from(llama_engine().0));
+        let pinned = sha256_hex(&PathBuf::from(llama_engine().0));
         assert_eq!(exe["sha256"], pinned.as_str(), "{env}");
         assert_eq!(env["engine"]["model_file"]["sha256"], GGUF_SHA256);
         assert_eq!(env["engine"]["runtime"], "process");

@@ -17,13 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use crate::support;
+use crate::support::{self, GGUF_SHA256, sha256_hex};
 
 /// The nixpkgs pin flake.lock must carry (nixos-25.11).
 const NIXPKGS_REV: &str = "8fd9daa3db09ced9700431c5b7ad0e8ba199b575";
-const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 const GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Nix 2.8 as root with no daemon, no binary cache, no registry download.
@@ -43,24 +40,6 @@ fn require_nix() {
         runs,
         "`nix --version` does not run: apt-get install nix-bin (.ci/setup installs it)"
     );
-}
-
-fn sha256_file(path: &Path) -> String {
-    let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Runs a command with a time bound, capturing its output.
@@ -399,7 +378,7 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         "the wrapper did not place {}",
         gguf.display()
     );
-    assert_eq!(sha256_file(&gguf), GGUF_SHA256);
+    assert_eq!(sha256_hex(&gguf), GGUF_SHA256);
     let servers: Vec<PathBuf> = fs::read_dir(fx.cache.join("files"))
         .unwrap()
         .map(|e| e.unwrap().path().join("llama-server"))
@@ -407,7 +386,7 @@ fn flake_wiring_against_the_standin_nixpkgs() {
         .collect();
     assert_eq!(servers.len(), 1, "one llama-server placed: {servers:?}");
     let server_dir_sha = servers[0].parent().unwrap().file_name().unwrap();
-    assert_eq!(sha256_file(&servers[0]), server_dir_sha.to_string_lossy());
+    assert_eq!(sha256_hex(&servers[0]), server_dir_sha.to_string_lossy());
     let text = format!("{}{}", support::stdout(&nightly), support::stderr(&nightly));
     assert!(
         nightly.status.success(),
