@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{BenchArgs, CalibrateArgs, InvalidInput, SimArgs, exit};
+use crate::calibrate;
 use crate::lock::Lockfiles;
-use crate::run::{self, calibrate};
+use crate::run;
 use crate::sim::{self, SimConfig};
 use crate::spec::{self, LoadLevel, Point};
 
@@ -254,47 +255,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
 
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<u8> {
     let exe: PathBuf = std::env::current_exe().context("cannot find the infermark executable")?;
-    // Before the runtime starts, so its threads inherit the client's CPUs
-    // (and their number sizes it).
-    // Split by default, so that the figures are the client's and not the
-    // rig's (`calibrate::split_cpus`). Measured at 1000 streams and 10 ms
-    // ITL, in alternating runs: on a two-core virtual machine with little
-    // steal, an ITL error std of 0.002-0.44 ms split (26 of 27 runs under
-    // 0.2 ms, median 0.003 ms; client CPU 5-7 µs per event) against
-    // 0.007-0.68 ms shared (23 of 27, median about 0.1 ms; 12-14 µs per
-    // event, the sim's bursts preempting the client). On one whose
-    // hypervisor took up to half of both CPUs at times, shared did better
-    // (12 of 12 pairs under 0.2 ms against 1 of 12): a paused CPU stops a
-    // client pinned to it, while sharing, its other worker takes over the
-    // streams. Hence `--shared-cpus`.
-    let split = if a.shared_cpus {
-        None
-    } else {
-        calibrate::split_cpus(&calibrate::allowed_cpus())
-    };
-    let sim_cpus = match split {
-        Some((client, sim)) => {
-            calibrate::pin_current_thread(&client)
-                .with_context(|| format!("failed to pin the client to CPUs {client:?}"))?;
-            Some(sim)
-        }
-        None => None,
-    };
-    // Also before the runtime: its threads must start in the namespace.
-    let fallback = if a.host_network {
-        None
-    } else {
-        run::netns::enter_private_loopback()
-            .err()
-            .map(|e| e.to_string())
-    };
-    let network = calibrate::Network {
-        private: !a.host_network && fallback.is_none(),
-        fallback,
-        namespace: std::fs::read_link("/proc/thread-self/ns/net")
-            .ok()
-            .map(|p| p.display().to_string()),
-    };
+    // Both before the runtime starts, so that its threads inherit the
+    // client's CPUs (and their number sizes it) and start in the namespace.
+    let sim_cpus = calibrate::place_client(a.shared_cpus)?;
+    let network = calibrate::choose_loopback(a.host_network);
     let opts = calibrate::CalibrateOptions {
         sim_exe: exe,
         streams: a.streams.clone(),

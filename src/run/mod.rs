@@ -5,8 +5,6 @@
 //! This is the core shared by `infermark bench` (a server someone else
 //! started) and the full run pipeline (engines started by infermark).
 
-pub mod calibrate;
-pub mod netns;
 pub mod nightly;
 pub mod pipeline;
 

@@ -231,8 +231,8 @@ pub async fn run_points_until(
     let signer = opts.sign_key.as_deref().map(Signer::load).transpose()?;
     let host = probe::host();
     // The client's own error bars, as last measured on this host.
-    let machine = super::calibrate::Machine::this();
-    let calibration = match super::calibrate::load_last(&opts.cache_dir, &machine) {
+    let machine = crate::calibrate::Machine::this();
+    let calibration = match crate::calibrate::load_last(&opts.cache_dir, &machine) {
         Ok(saved) => saved.map(|c| serde_json::to_value(c).expect("a calibration serializes")),
         Err(e) => {
             tracing::warn!("no calibration attached: {e}");

@@ -13,6 +13,37 @@
 
 use std::io;
 
+/// The loopback of a calibration run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Network {
+    /// `true` in a network namespace of the run's own.
+    pub private: bool,
+    /// Why a private namespace was asked for and not had, if so.
+    pub fallback: Option<String>,
+    /// The namespace the run was in, as `/proc/self/ns/net` names it
+    /// (`net:[INODE]`).
+    pub namespace: Option<String>,
+}
+
+/// Puts the calling thread on the loopback calibration measures over: a
+/// private one ([`enter_private_loopback`]) unless `host_network`, and the
+/// host's if the private one cannot be had, saying why. Call before the
+/// runtime starts: its threads must start in the namespace.
+pub fn choose_loopback(host_network: bool) -> Network {
+    let fallback = if host_network {
+        None
+    } else {
+        enter_private_loopback().err().map(|e| e.to_string())
+    };
+    Network {
+        private: !host_network && fallback.is_none(),
+        fallback,
+        namespace: std::fs::read_link("/proc/thread-self/ns/net")
+            .ok()
+            .map(|p| p.display().to_string()),
+    }
+}
+
 /// Moves the calling thread into a new network namespace and brings its
 /// loopback up. Threads created afterwards, and child processes, inherit it;
 /// threads that already exist keep the namespace they had.
