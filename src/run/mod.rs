@@ -7,7 +7,6 @@
 
 pub mod calibrate;
 pub mod netns;
-pub mod nightly;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};
