@@ -164,3 +164,37 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     );
     Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["infermark", "run", "x.toml"].iter().chain(flags);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{flags:?} did not parse as run: {other:?}"),
+        }
+    }
+
+    fn options(a: &RunArgs) -> RunOptions {
+        run_options(Runner {
+            results: a.results.results.clone(),
+            lock_dir: None,
+            only_point: None,
+            allow_hardware_mismatch: false,
+            files: &a.files,
+            sign_key: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_loopback_registry_is_plain_http_unless_loopback_registry_tls() {
+        assert!(options(&run_args(&[])).registry_insecure_loopback);
+        assert!(!options(&run_args(&["--loopback-registry-tls"])).registry_insecure_loopback);
+    }
+}
