@@ -1,12 +1,10 @@
 //! `infermark lock [PATHS...] [--update]` and `infermark lock set REF VALUE`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{InvalidInput, LockArgs, LockCommand, exit};
 use crate::lock::Lockfiles;
 use crate::lock::resolve::{self, ResolveError};
-use crate::spec;
 
 pub fn lock(args: LockArgs) -> anyhow::Result<u8> {
     match args.command {
@@ -39,34 +37,10 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
     } else {
         args.paths
     };
-    // Each experiment's lock is `--lock-dir`, else the nearest `lockfiles/`
-    // above it, else ./lockfiles: resolve per lock directory.
-    let files = spec::collect_files(&paths)?;
-    if files.is_empty() {
-        return Err(cli_error(ResolveError::NoExperiments(
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )));
-    }
-    let mut groups: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
-    for f in files {
-        let dir = args
-            .lock
-            .lock_dir
-            .clone()
-            .or_else(|| Lockfiles::find_dir(&f))
-            .unwrap_or_else(|| PathBuf::from("lockfiles"));
-        groups.entry(dir).or_default().push(f);
-    }
-    let rt = super::measure_cmd::runtime()?;
     let cwd = std::env::current_dir().ok();
-    for (dir, files) in groups {
-        let report = rt
-            .block_on(resolve::update(&dir, &files, args.update))
-            .map_err(cli_error)?;
+    let update = args.update;
+    let mut print = |report: &resolve::Report| {
+        let dir = report.lock_dir.clone();
         // Shown relative to the working directory when below it.
         let dir = cwd
             .as_deref()
@@ -97,7 +71,7 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
                 "note: process engine command `{cmd}` has no sha256; pin it with `infermark lock set {cmd} <sha256 of the executable>`"
             );
         }
-        let kept = if report.kept.is_empty() || args.update {
+        let kept = if report.kept.is_empty() || update {
             String::new()
         } else {
             format!(
@@ -111,7 +85,15 @@ fn resolve_all(args: LockArgs) -> anyhow::Result<u8> {
             report.changed.len(),
             report.unchanged.len()
         );
-    }
+    };
+    super::measure_cmd::runtime()?
+        .block_on(resolve::update_each_lock(
+            &paths,
+            args.lock.lock_dir.as_deref(),
+            update,
+            &mut print,
+        ))
+        .map_err(cli_error)?;
     Ok(exit::OK)
 }
 

@@ -117,11 +117,7 @@ pub fn serve_sim(a: SimArgs) -> anyhow::Result<u8> {
         // The first stdout line is the contract with whoever started us.
         println!("listening on http://{local}");
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
+            super::signals::shutdown_requested().await;
         };
         sim::serve(config, listener, shutdown).await?;
         anyhow::Ok(exit::OK)

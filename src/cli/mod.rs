@@ -1,12 +1,15 @@
-//! Command line: clap definitions, dispatch and the exit-code table — nothing
-//! else. Each command's work lives in the module that owns its noun.
+//! Command line: clap definitions, dispatch, the exit-code table (`exit`)
+//! and the signal handling that ends the process (`signals`) — nothing
+//! else. Each command is one call into the module that owns its noun.
 
+pub mod exit;
 mod key_cmd;
 mod lock_cmd;
 mod measure_cmd;
 mod nightly_cmd;
 mod results_cmd;
 mod run_cmd;
+mod signals;
 mod spec_cmd;
 mod verify_cmd;
 
@@ -15,34 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// The exit codes of every infermark command, in one place (README mirrors it).
-pub mod exit {
-    /// Success; for `verify`, REPRODUCED.
-    pub const OK: u8 = 0;
-    /// A run, engine, I/O or network failure.
-    pub const FAILURE: u8 = 1;
-    /// Invalid input: a spec, lockfile or command-line argument is wrong.
-    pub const INVALID: u8 = 2;
-    /// A point still has a moving reference (tag, branch, unhashed executable).
-    pub const UNPINNED: u8 = 3;
-    /// `audit` found a problem.
-    pub const AUDIT_FAILED: u8 = 4;
-    /// `verify`: NOT REPRODUCED.
-    pub const NOT_REPRODUCED: u8 = 5;
-    /// `verify`: INCONCLUSIVE.
-    pub const INCONCLUSIVE: u8 = 6;
-
-    /// (code, meaning) rows, for `--help` and the README.
-    pub const TABLE: &[(u8, &str)] = &[
-        (OK, "success (verify: REPRODUCED)"),
-        (FAILURE, "a run, engine, I/O or network failure"),
-        (INVALID, "invalid input: spec, lockfile or arguments"),
-        (UNPINNED, "a point has a reference not pinned by the lock"),
-        (AUDIT_FAILED, "audit found a problem"),
-        (NOT_REPRODUCED, "verify: NOT REPRODUCED"),
-        (INCONCLUSIVE, "verify: INCONCLUSIVE"),
-    ];
-}
+use crate::night::NightError;
 
 /// Version line: the crate version and the commit the binary was built from.
 pub const VERSION: &str = concat!(
@@ -57,7 +33,7 @@ pub const VERSION: &str = concat!(
     name = "infermark",
     version = VERSION,
     about = "Reproducible benchmarks of LLM inference servers",
-    after_help = "Exit codes: 0 success (verify: REPRODUCED), 1 failure, 2 invalid input, 3 unpinned reference, 4 audit failed, 5 NOT REPRODUCED, 6 INCONCLUSIVE"
+    after_help = exit::help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -253,9 +229,15 @@ pub struct VerifyArgs {
     pub trust: Vec<PathBuf>,
 }
 
-/// Where an engine's pinned files are found.
+/// Where an engine's pinned files and images are found.
 #[derive(Debug, Clone, Args)]
 pub struct EngineFilesArg {
+    /// Pull from a registry on the loopback interface (127.0.0.0/8, ::1,
+    /// localhost) over verified TLS, as from any other. By default such a
+    /// registry is taken to speak plain HTTP: podman is told so
+    /// (`--tls-verify=false`); Docker's daemon decides that by itself.
+    #[arg(long)]
+    pub loopback_registry_tls: bool,
     /// Also look for model files (`model.file`) here.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Vec<PathBuf>,
@@ -609,7 +591,7 @@ fn code_for(e: &anyhow::Error) -> u8 {
     // Unpinned in the plan, or found unpinned when the engine is checked
     // (verify's pin check of a container point without a digest).
     let unpinned = e.chain().any(|c| {
-        matches!(c.downcast_ref(), Some(crate::run::RunError::Unpinned(_)))
+        matches!(run_error(c), Some(crate::run::RunError::Unpinned(_)))
             || matches!(
                 c.downcast_ref(),
                 Some(crate::engine::EngineError::Unpinned { .. })
@@ -622,13 +604,23 @@ fn code_for(e: &anyhow::Error) -> u8 {
         c.is::<crate::spec::SpecError>()
             || c.is::<crate::lock::LockError>()
             || c.is::<InvalidInput>()
-            || matches!(c.downcast_ref(), Some(crate::run::RunError::NoPoints(_)))
+            || matches!(run_error(c), Some(crate::run::RunError::NoPoints(_)))
+            || c.downcast_ref::<NightError>()
+                .is_some_and(NightError::is_invalid_input)
     });
     if invalid {
         exit::INVALID
     } else {
         exit::FAILURE
     }
+}
+
+/// The run error `c` is or wraps transparently (a night's).
+fn run_error<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::run::RunError> {
+    c.downcast_ref::<crate::run::RunError>().or_else(|| {
+        c.downcast_ref::<NightError>()
+            .and_then(NightError::run_error)
+    })
 }
 
 /// A command-line value that is wrong in a way clap cannot see.

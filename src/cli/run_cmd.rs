@@ -1,46 +1,55 @@
 //! `infermark run`: experiments to results, with the engine started and
 //! stopped by infermark; SIGTERM and Ctrl-C stop the engine and record the
-//! point in flight as failed.
+//! point in flight as failed (`signals`). Also the one builder of
+//! `RunOptions` from the command line and the printer every engine-starting
+//! command shares.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use tokio::sync::watch;
 
-use super::measure_cmd::{Bar, progress_bar, runtime};
-use super::{InvalidInput, RunArgs, exit};
+use super::measure_cmd::{Bar, progress_bar};
+use super::{EngineFilesArg, InvalidInput, RunArgs, exit, signals};
 use crate::loadgen::Progress;
 use crate::metrics;
 use crate::provenance::sign::Signer;
-use crate::run::RunError;
 use crate::run::pipeline::{self, Observer, PointOutcome, RunOptions};
 use crate::spec::Point;
 
-/// Exit status after a signal, as shells report it (128 + signal number).
-const EXIT_SIGINT: u8 = 130;
-const EXIT_SIGTERM: u8 = 143;
+/// The command-line pieces of a run's options.
+pub(super) struct Runner<'a> {
+    pub results: PathBuf,
+    pub lock_dir: Option<PathBuf>,
+    pub only_point: Option<String>,
+    pub allow_hardware_mismatch: bool,
+    pub files: &'a EngineFilesArg,
+    pub sign_key: Option<&'a Path>,
+}
 
-pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
+/// The one place `RunOptions` are built from the command line (`run`,
+/// `verify`, `nightly`): the sign key checked up front, the cache and this
+/// executable found, the loopback-registry knob applied.
+pub(super) fn run_options(r: Runner) -> anyhow::Result<RunOptions> {
     Ok(RunOptions {
-        results: a.results.results.clone(),
-        lock_dir: a.lock.lock_dir.clone(),
-        only_point: a.point.clone(),
-        allow_hardware_mismatch: a.allow_hardware_mismatch,
-        cache_dir: a.files.cache_dir(),
-        model_dirs: a.files.model_dir.clone(),
-        model_cache: a.files.model_cache.clone(),
-        // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is told to.
-        registry_insecure_loopback: true,
+        results: r.results,
+        lock_dir: r.lock_dir,
+        only_point: r.only_point,
+        allow_hardware_mismatch: r.allow_hardware_mismatch,
+        cache_dir: r.files.cache_dir(),
+        model_dirs: r.files.model_dir.clone(),
+        model_cache: r.files.model_cache.clone(),
+        // Docker treats 127.0.0.0/8 registries as plain HTTP; podman is
+        // told to, unless `--loopback-registry-tls`.
+        registry_insecure_loopback: !r.files.loopback_registry_tls,
         infermark_exe: std::env::current_exe().context("cannot find the infermark executable")?,
-        sign_key: checked_sign_key(a.sign_key.as_deref())?,
+        sign_key: checked_sign_key(r.sign_key)?,
     })
 }
 
 /// A `--sign-key` checked before anything runs, so a bad key is invalid
 /// input (exit 2), not a failure after an hour of measuring.
-pub(super) fn checked_sign_key(
-    path: Option<&std::path::Path>,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
+fn checked_sign_key(path: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
     match path {
         Some(path) => {
             Signer::load(path).map_err(|e| InvalidInput(e.to_string()))?;
@@ -126,12 +135,22 @@ impl Observer for Printer {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<u8> {
-    let opts = options(&a)?;
+    let opts = run_options(Runner {
+        results: a.results.results.clone(),
+        lock_dir: a.lock.lock_dir.clone(),
+        only_point: a.point.clone(),
+        allow_hardware_mismatch: a.allow_hardware_mismatch,
+        files: &a.files,
+        sign_key: a.sign_key.as_deref(),
+    })?;
     let planned = pipeline::plan(&a.paths, &opts)?;
     let printer = Printer::new();
-    let outcomes = match execute(planned, &opts, &printer)? {
+    let outcomes = signals::interruptible(|shutdown| {
+        pipeline::run_points(planned, &opts, &printer, shutdown)
+    })?;
+    let outcomes = match outcomes.map_err(anyhow::Error::from) {
         Ok(o) => o,
-        Err(code) => return Ok(code),
+        Err(e) => return signals::interrupted(&e).ok_or(e),
     };
     let failed = outcomes
         .iter()
@@ -146,64 +165,36 @@ pub fn run(a: RunArgs) -> anyhow::Result<u8> {
     Ok(if failed > 0 { exit::FAILURE } else { exit::OK })
 }
 
-/// Runs planned points with SIGTERM and Ctrl-C stopping the engine: the
-/// outcomes, or `Err(exit code)` after a signal (the point in flight was
-/// recorded as failed).
-pub(super) fn execute(
-    planned: Vec<pipeline::PlannedPoint>,
-    opts: &RunOptions,
-    observer: &dyn Observer,
-) -> anyhow::Result<Result<Vec<PointOutcome>, u8>> {
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        let (tx, rx) = watch::channel(None::<String>);
-        let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).ok();
-            let mut int = signal(SignalKind::interrupt()).ok();
-            let first = tokio::select! {
-                _ = recv(&mut term) => "SIGTERM",
-                _ = recv(&mut int) => "SIGINT",
-            };
-            let _ = tx.send(Some(first.to_string()));
-            // A second signal does not wait for a graceful stop.
-            tokio::select! {
-                _ = recv(&mut term) => {}
-                _ = recv(&mut int) => {}
-            }
-            crate::engine::kill_all_started();
-            std::process::exit(i32::from(if first == "SIGINT" {
-                EXIT_SIGINT
-            } else {
-                EXIT_SIGTERM
-            }));
-        });
-        let r = pipeline::run_points(planned, opts, observer, rx).await;
-        signals.abort();
-        r
-    });
-    crate::engine::kill_all_started();
-    match result {
-        Ok(o) => Ok(Ok(o)),
-        Err(RunError::Interrupted(why)) => {
-            eprintln!(
-                "error: {why}: the engine was stopped and the point in flight recorded as failed"
-            );
-            Ok(Err(if why == "SIGINT" {
-                EXIT_SIGINT
-            } else {
-                EXIT_SIGTERM
-            }))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let argv = ["infermark", "run", "x.toml"].iter().chain(flags);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{flags:?} did not parse as run: {other:?}"),
         }
-        None => std::future::pending::<()>().await,
+    }
+
+    fn options(a: &RunArgs) -> RunOptions {
+        run_options(Runner {
+            results: a.results.results.clone(),
+            lock_dir: None,
+            only_point: None,
+            allow_hardware_mismatch: false,
+            files: &a.files,
+            sign_key: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_loopback_registry_is_plain_http_unless_loopback_registry_tls() {
+        assert!(options(&run_args(&[])).registry_insecure_loopback);
+        assert!(!options(&run_args(&["--loopback-registry-tls"])).registry_insecure_loopback);
     }
 }

@@ -113,6 +113,41 @@ pub async fn update(
     .await
 }
 
+/// Resolves the experiments under `paths` (files, or directories searched
+/// for `*.toml`), each into its own lock: `lock_dir` when given, else the
+/// nearest `lockfiles/` above it, else `./lockfiles`. One [`update`] per
+/// lock directory, in directory order; `on_report` sees each report as
+/// soon as its lock is written, so a later failure does not hide it.
+pub async fn update_each_lock(
+    paths: &[PathBuf],
+    lock_dir: Option<&Path>,
+    update_all: bool,
+    on_report: &mut dyn FnMut(&Report),
+) -> Result<(), ResolveError> {
+    let files = spec::collect_files(paths)?;
+    if files.is_empty() {
+        return Err(ResolveError::NoExperiments(
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let mut groups: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    for f in files {
+        let dir = lock_dir
+            .map(Path::to_path_buf)
+            .or_else(|| Lockfiles::find_dir(&f))
+            .unwrap_or_else(|| PathBuf::from("lockfiles"));
+        groups.entry(dir).or_default().push(f);
+    }
+    for (dir, files) in groups {
+        on_report(&update(&dir, &files, update_all).await?);
+    }
+    Ok(())
+}
+
 /// `update` with explicit registry credentials and hub.
 pub async fn update_with(
     lock_dir: &Path,

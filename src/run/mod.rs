@@ -5,7 +5,6 @@
 //! This is the core shared by `infermark bench` (a server someone else
 //! started) and the full run pipeline (engines started by infermark).
 
-pub mod nightly;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};

@@ -42,11 +42,32 @@ pub struct RunOptions {
     pub cache_dir: PathBuf,
     pub model_dirs: Vec<PathBuf>,
     pub model_cache: Option<PathBuf>,
+    /// Pull over plain HTTP from registries on the loopback interface
+    /// (podman's `--tls-verify=false`; Docker already treats 127.0.0.0/8 so).
     pub registry_insecure_loopback: bool,
     pub infermark_exe: PathBuf,
     /// Sign each run's statement with this Ed25519 private key (PKCS#8 PEM):
     /// `provenance.dsse.json` is written beside `provenance.json`.
     pub sign_key: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Options that only [`plan`] points, with the lock of `lock_dir`:
+    /// nothing is run, written or pulled with them (`infermark plan`).
+    pub fn planning(lock_dir: Option<PathBuf>) -> RunOptions {
+        RunOptions {
+            results: PathBuf::new(),
+            lock_dir,
+            only_point: None,
+            allow_hardware_mismatch: false,
+            cache_dir: PathBuf::new(),
+            model_dirs: Vec::new(),
+            model_cache: None,
+            registry_insecure_loopback: true,
+            infermark_exe: PathBuf::new(),
+            sign_key: None,
+        }
+    }
 }
 
 /// What became of one point.

@@ -3,11 +3,118 @@
 //! Kubernetes Job manifests. Every job runs the same thing on a runner of
 //! its hardware class: `nix run .#nightly -- --only GROUP`.
 
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 
+use crate::run::pipeline::RunOptions;
 use crate::spec::hardware::{self, Vendor};
+use crate::spec::reference::ImageRef;
 
-use super::ReportError;
+use super::{NightError, select};
+
+/// The scheduler a plan is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFormat<'a> {
+    /// `{"include":[...]}` for a GitHub Actions `strategy.matrix`.
+    GithubMatrix,
+    /// An sbatch array-job script (one hardware class per script).
+    Slurm,
+    /// Kubernetes `batch/v1` Job manifests, one YAML document per group.
+    K8s {
+        /// The container image (it must hold Nix and the repository at `workdir`).
+        image: &'a str,
+        /// The repository checkout inside the image.
+        workdir: &'a str,
+    },
+}
+
+/// What `infermark plan` asks for.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    /// Experiments root, with one directory per hardware class.
+    pub experiments: &'a Path,
+    /// Classes to plan; every class directory under `experiments` when empty.
+    pub hardware: &'a [String],
+    /// `--lock-dir`, else the nearest `lockfiles/` above the experiments.
+    pub lock_dir: Option<PathBuf>,
+    pub format: JobFormat<'a>,
+}
+
+/// The night's jobs for `request.format`: every group of every class
+/// planned, as the scheduler's text.
+pub fn jobs(request: &PlanRequest) -> Result<String, NightError> {
+    let classes = if request.hardware.is_empty() {
+        class_dirs(request.experiments)?
+    } else {
+        request.hardware.to_vec()
+    };
+    let groups = plan_groups(request.experiments, &classes, request.lock_dir.clone())?;
+    Ok(match request.format {
+        JobFormat::GithubMatrix => github_matrix(&groups),
+        JobFormat::Slurm => slurm(&groups)?,
+        JobFormat::K8s { image, workdir } => {
+            let parsed = ImageRef::parse(image).map_err(|e| NightError::BadImage(e.to_string()))?;
+            if parsed.digest.is_none() {
+                // The Jobs still run what the lock pins; a moved tag changes
+                // the Nix that builds the harness, which the flake pins in
+                // turn, but not which runner a night says it ran on.
+                tracing::warn!(
+                    "--image `{image}` names the runner image by tag, which can be moved to other \
+                     content between nights; pin it by digest, `--image {}@sha256:<digest>` \
+                     (`docker inspect --format '{{{{index .RepoDigests 0}}}}' {image}` prints it)",
+                    parsed.name(),
+                );
+            }
+            k8s(&groups, image, workdir)
+        }
+    })
+}
+
+/// The groups (engine starts) of each class's night, in class order.
+pub fn plan_groups(
+    experiments: &Path,
+    classes: &[String],
+    lock_dir: Option<PathBuf>,
+) -> Result<Vec<PlanGroup>, NightError> {
+    let opts = RunOptions::planning(lock_dir);
+    let mut groups = Vec::new();
+    for class in classes {
+        let class = select::hardware_class(Some(class))?;
+        let night = select::plan(experiments, &class, &opts)?;
+        for g in &night.groups {
+            let first = &g.points[0].point.spec;
+            groups.push(PlanGroup {
+                id: g.id.clone(),
+                hardware: class.clone(),
+                gpus: first.hardware.gpus,
+                engine: format!("{} ({})", first.engine.kind, first.engine.runtime),
+                model: first.model.served_name().to_string(),
+                points: g.points.len(),
+            });
+        }
+    }
+    Ok(groups)
+}
+
+/// The hardware-class directories under the experiments root, sorted.
+fn class_dirs(experiments: &Path) -> Result<Vec<String>, NightError> {
+    let entries = std::fs::read_dir(experiments).map_err(|source| NightError::Read {
+        path: experiments.to_path_buf(),
+        source,
+    })?;
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| hardware::CLASSES.iter().any(|c| c.id == n))
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(NightError::NoClasses(experiments.to_path_buf()));
+    }
+    Ok(out)
+}
 
 /// One engine start of the night.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,15 +185,15 @@ pub fn github_matrix(groups: &[PlanGroup]) -> String {
 /// An sbatch array-job script: task i runs group i. Slurm jobs share one
 /// resource request, so every group must be of one hardware class (plan one
 /// class per script); the GPU count is the largest any group needs.
-pub fn slurm(groups: &[PlanGroup]) -> Result<String, ReportError> {
+pub fn slurm(groups: &[PlanGroup]) -> Result<String, NightError> {
     let Some(first) = groups.first() else {
-        return Err(ReportError::NoGroups);
+        return Err(NightError::NoGroups);
     };
     let mut classes: Vec<&str> = groups.iter().map(|g| g.hardware.as_str()).collect();
     classes.sort_unstable();
     classes.dedup();
     if classes.len() > 1 {
-        return Err(ReportError::MixedClasses(classes.join(", ")));
+        return Err(NightError::MixedClasses(classes.join(", ")));
     }
     let class = first.hardware.as_str();
     let gpus = groups.iter().map(|g| g.gpus).max().unwrap_or(0);

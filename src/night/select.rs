@@ -1,7 +1,8 @@
 //! The night's selection: which hardware class this runner is, which
 //! experiments are for it, which groups (engine starts) their pinned points
-//! fall into, and which lock pinned them. `infermark nightly` and
-//! `infermark plan` both start here; running the points is the pipeline's.
+//! fall into, and which lock pinned them. A night ([`resume`](super::resume))
+//! and its job plan ([`plan`](super::plan)) both start here; running the
+//! points is the pipeline's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use crate::lock::{FILES_LOCK, IMAGES_LOCK, Lockfiles, MODELS_LOCK};
 use crate::probe;
 use crate::spec::{self, hardware};
 
-use super::RunError;
-use super::pipeline::{self, PlannedPoint, RunOptions};
+use crate::run::RunError;
+use crate::run::pipeline::{self, PlannedPoint, RunOptions};
 
 /// Points that share one engine start, with the group's stable id.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::ReportError;
+use super::NightError;
 use crate::store::layout::{NIGHT_FILE, NIGHTS_DIR};
 
 /// The value of `night.json`'s `format` field.
@@ -77,7 +77,7 @@ pub fn today(now: std::time::SystemTime) -> String {
 
 /// A night id names a directory: letters, digits, `.`, `_` and `-` only,
 /// and not `.` or `..`.
-pub fn check_night_id(night: &str) -> Result<(), ReportError> {
+pub fn check_night_id(night: &str) -> Result<(), NightError> {
     let ok = !night.is_empty()
         && night != "."
         && night != ".."
@@ -88,7 +88,7 @@ pub fn check_night_id(night: &str) -> Result<(), ReportError> {
     if ok {
         Ok(())
     } else {
-        Err(ReportError::BadNightId(night.to_string()))
+        Err(NightError::BadNightId(night.to_string()))
     }
 }
 
@@ -105,12 +105,12 @@ impl NightRecord {
     }
 
     /// Reads a record; `Ok(None)` when there is none yet.
-    pub fn load(path: &Path) -> Result<Option<NightRecord>, ReportError> {
+    pub fn load(path: &Path) -> Result<Option<NightRecord>, NightError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(ReportError::Read {
+                return Err(NightError::Read {
                     path: path.to_path_buf(),
                     source,
                 });
@@ -120,24 +120,24 @@ impl NightRecord {
     }
 
     /// Parses a record's bytes; `path` names it in errors.
-    pub fn from_slice(path: &Path, bytes: &[u8]) -> Result<NightRecord, ReportError> {
+    pub fn from_slice(path: &Path, bytes: &[u8]) -> Result<NightRecord, NightError> {
         // The version first, so a future format is named as such rather
         // than as an unknown key.
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|source| ReportError::Json {
+            serde_json::from_slice(bytes).map_err(|source| NightError::Json {
                 path: path.to_path_buf(),
                 key: String::new(),
                 source,
             })?;
         let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
         if format != NIGHT_FORMAT {
-            return Err(ReportError::UnknownFormat {
+            return Err(NightError::UnknownFormat {
                 path: path.to_path_buf(),
                 found: format.to_string(),
                 expected: NIGHT_FORMAT,
             });
         }
-        serde_path_to_error::deserialize(value).map_err(|e| ReportError::Json {
+        serde_path_to_error::deserialize(value).map_err(|e| NightError::Json {
             path: path.to_path_buf(),
             key: e.path().to_string(),
             source: e.into_inner(),
@@ -153,10 +153,10 @@ impl NightRecord {
 
     /// Writes the record beside its final name and renames it into place,
     /// so a reader (or a crash) never sees half a record.
-    pub fn save(&mut self, path: &Path) -> Result<(), ReportError> {
+    pub fn save(&mut self, path: &Path) -> Result<(), NightError> {
         self.updated_at = crate::clock::now_rfc3339_seconds();
         self.sort();
-        let write = |p: &Path, source| ReportError::Write {
+        let write = |p: &Path, source| NightError::Write {
             path: p.to_path_buf(),
             source,
         };
@@ -314,45 +314,6 @@ impl NightRecord {
         ));
         out
     }
-}
-
-/// What merging the night records of one tree did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NightsMerged {
-    /// Night records created or updated in the target tree.
-    pub nights: usize,
-    /// `(record, message)` for every conflict; the target's side was kept.
-    pub conflicts: Vec<(PathBuf, String)>,
-}
-
-/// Merges every `nights/<night>/night.json` of the results tree `src` into
-/// the tree `into`, point by point ([`NightRecord::merge`]).
-pub fn collect_nights(into: &Path, src: &Path) -> Result<NightsMerged, ReportError> {
-    let mut out = NightsMerged::default();
-    let dir = src.join(NIGHTS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => return Err(ReportError::Read { path: dir, source }),
-    };
-    let mut nights: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    nights.sort();
-    for night_dir in nights {
-        let theirs_path = night_dir.join(NIGHT_FILE);
-        let Some(theirs) = NightRecord::load(&theirs_path)? else {
-            continue;
-        };
-        check_night_id(&theirs.night)?;
-        let target = night_path(into, &theirs.night);
-        let mut mine =
-            NightRecord::load(&target)?.unwrap_or_else(|| NightRecord::new(&theirs.night));
-        let conflicts = mine.merge(&theirs);
-        out.conflicts
-            .extend(conflicts.into_iter().map(|c| (theirs_path.clone(), c)));
-        mine.save(&target)?;
-        out.nights += 1;
-    }
-    Ok(out)
 }
 
 /// The first line of a reason, cut to fit a table cell.
