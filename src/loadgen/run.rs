@@ -713,19 +713,30 @@ mod tests {
             assert_eq!(r.error, None, "request {}", r.index);
             assert_eq!(r.chunks.len(), 1);
         }
-        // Each measured request went first to a pooled connection the
-        // server had closed after the one before: the record keeps when,
-        // between its schedule and its sending again.
+        // A measured request that went first to a pooled connection the
+        // server had closed is sent again, and its record keeps when,
+        // between its schedule and its sending again. Whether a given one
+        // met a closed connection depends on whether the server's close
+        // reached the pool before it was taken, a race the test does not
+        // fix; the four that start the measured phase take the warmup's
+        // four closed connections, so some always do.
+        let mut resent = 0;
         for r in outcome.records.iter().filter(|r| !r.warmup) {
-            let stale = r
-                .stale_sent_ns
-                .unwrap_or_else(|| panic!("request {} not marked resent: {r:?}", r.index));
+            let Some(stale) = r.stale_sent_ns else {
+                continue;
+            };
+            resent += 1;
             assert!(
                 r.scheduled_ns <= stale && stale <= r.sent_ns,
                 "request {}: {r:?}",
                 r.index
             );
         }
+        assert!(
+            resent >= 1,
+            "no request marked resent: {:?}",
+            outcome.records
+        );
         // Warmup requests started on new connections: sent once.
         assert!(
             outcome

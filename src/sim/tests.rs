@@ -772,19 +772,17 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     };
     let sim = start(config).await;
     let base = sim.base_url();
-    let client = tokio::spawn(async move {
-        let body = json!({"prompt": "x", "max_tokens": 30, "stream": true}).to_string();
-        let r = reqwest::Client::new()
-            .post(format!("{base}/v1/completions"))
-            .body(body)
-            .send()
-            .await;
-        match r {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(e) => e.to_string(),
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // The stream has begun once its response head is in (30 tokens at
+    // 10 ms take 300 ms more): shut down then, not after a guessed sleep
+    // that a loaded machine may outlast before the request is even sent.
+    let body = json!({"prompt": "x", "max_tokens": 30, "stream": true}).to_string();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/completions"))
+        .body(body)
+        .send()
+        .await
+        .expect("the sim answers");
+    let client = tokio::spawn(async move { response.text().await.unwrap_or_default() });
     let stats = sim.shutdown().await.ok();
     let text = client.await.unwrap_or_default();
     assert!(
