@@ -80,26 +80,6 @@ pub fn help() -> String {
 mod tests {
     use super::*;
 
-    /// The README's `## Exit codes` table, as written.
-    fn readme_table() -> String {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split("\n## Exit codes\n")
-            .nth(1)
-            .expect("README.md has a `## Exit codes` section");
-        let section = section.split("\n## ").next().unwrap_or(section);
-        section
-            .lines()
-            .filter(|l| l.starts_with('|'))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    }
-
-    #[test]
-    fn the_readme_exit_code_table_is_the_table() {
-        assert_eq!(readme_table(), markdown());
-    }
-
     #[test]
     fn help_lists_every_code_including_the_signals() {
         let help = help();

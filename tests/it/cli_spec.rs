@@ -170,3 +170,24 @@ fn version_names_the_commit() {
         "built from a git checkout, the commit is known: {v}"
     );
 }
+
+/// The README's `## Exit codes` table, as written. Read at run time, not
+/// included, so the Nix builds (whose source leaves the README out) compile.
+fn readme_exit_table() -> String {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("README.md has a `## Exit codes` section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn the_readme_exit_code_table_is_the_table() {
+    assert_eq!(readme_exit_table(), infermark::cli::exit::markdown());
+}
