@@ -11,34 +11,12 @@ use anyhow::Context;
 
 use super::{BenchArgs, CalibrateArgs, InvalidInput, SimArgs, exit};
 use crate::calibrate;
-use crate::lock::Lockfiles;
-use crate::run;
+use crate::run::{self, bench};
 use crate::sim::{self, SimConfig};
-use crate::spec::{self, LoadLevel, Point};
-
-/// How many tasks a busy worker runs between looks at the I/O driver
-/// (tokio's default is 61).
-///
-/// After the client's CPU stalls, a thousand streams are ready at once.
-/// Looking for new readiness every 61 tasks puts the streams found since
-/// ahead of those still waiting (the newest wake-up runs next), and some
-/// stream's unread event waits a whole inter-token gap; the kernel then
-/// merges it with the next one under the later stamp. Working off more of
-/// the backlog first keeps them in order. `calibrate`, 1000 streams at
-/// 10 ms ITL, three alternating series on one machine: ITL error std
-/// ≤ 0.2 ms in 22 of 30 runs at 512 against 7 of 30 at 61, client CPU per
-/// event unchanged. Receive times are the kernel's stamps, so a later look
-/// delays no measured time; timers (the open-loop schedule) fire at the
-/// latest after 512 task polls, a few milliseconds only while the client
-/// is saturated, and a send so delayed shows as queue delay.
-const EVENT_INTERVAL: u32 = 512;
+use crate::spec::Point;
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .event_interval(EVENT_INTERVAL)
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")
+    crate::loadgen::runtime().context("failed to start the async runtime")
 }
 
 /// A millisecond flag as a duration; negative or NaN values are refused,
@@ -165,55 +143,12 @@ impl Bar {
     }
 }
 
-fn select_points(a: &BenchArgs) -> anyhow::Result<Vec<Point>> {
-    let experiment = spec::load(&a.spec)?;
-    let lock = match a
-        .lock
-        .lock_dir
-        .clone()
-        .or_else(|| Lockfiles::find_dir(&a.spec))
-    {
-        Some(d) => Lockfiles::load_checked(&d)?,
-        None => Lockfiles::default(),
-    };
-    let points = experiment.points(&lock)?;
-    if let Some(n) = a.concurrency {
-        let first = points.first().context("the experiment has no points")?;
-        let mut spec = first.spec.clone();
-        let duration_s = match &spec.load {
-            LoadLevel::Concurrency { duration_s, .. } | LoadLevel::Rate { duration_s, .. } => {
-                *duration_s
-            }
-        };
-        if matches!(spec.load, LoadLevel::Rate { .. }) {
-            return Err(InvalidInput(format!(
-                "`--concurrency {n}`: {} is an open-loop (rate) experiment; use `--point`",
-                a.spec.display()
-            ))
-            .into());
-        }
-        spec.load = LoadLevel::Concurrency {
-            concurrency: n,
-            duration_s,
-        };
-        return Ok(vec![Point::new(spec)?]);
-    }
-    if let Some(id) = &a.point {
-        let matching: Vec<Point> = points
-            .into_iter()
-            .filter(|p| p.id().starts_with(id.as_str()))
-            .collect();
-        return match matching.len() {
-            0 => Err(InvalidInput(format!("`--point {id}`: no point of {} has an id starting so; see `infermark spec points {}`", a.spec.display(), a.spec.display())).into()),
-            1 => Ok(matching),
-            _ => Err(InvalidInput(format!("`--point {id}`: ambiguous; give more digits")).into()),
-        };
-    }
-    Ok(points)
-}
-
 pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
-    let points = select_points(&a)?;
+    let choice = bench::Choice {
+        concurrency: a.concurrency,
+        point: a.point.clone(),
+    };
+    let points = bench::choose(&a.spec, a.lock.lock_dir.as_deref(), &choice)?;
     let spec_dir = a.spec.parent().map(Path::to_path_buf).unwrap_or_default();
     let rt = runtime()?;
     let mut any_failed = false;
@@ -226,20 +161,17 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
             point.spec.load.label(),
             a.url
         );
-        let m = rt.block_on(run::measure(
+        let (m, written) = rt.block_on(bench::bench_point(
             point,
             &a.url,
             &spec_dir,
+            a.out.as_deref(),
             Some(progress.clone()),
         ))?;
         progress.bar.finish_and_clear();
         println!("{}", crate::metrics::render_table(&m.summary));
-        if m.summary.counts.failed > 0 {
-            any_failed = true;
-        }
-        if let Some(out) = &a.out {
-            let dir = out.join(point.id());
-            run::write_bench(&dir, point, &m)?;
+        any_failed |= m.summary.counts.failed > 0;
+        if let Some(dir) = written {
             println!("wrote {}", dir.display());
         }
     }

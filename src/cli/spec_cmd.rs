@@ -2,10 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use super::{LockDirArg, SpecCommand, exit};
-use crate::lock::Lockfiles;
+use crate::lock::apply::{self, PointsError};
 use crate::spec::{self, Point};
 
 pub fn spec(cmd: SpecCommand) -> anyhow::Result<u8> {
@@ -46,23 +44,8 @@ pub fn spec(cmd: SpecCommand) -> anyhow::Result<u8> {
     }
 }
 
-fn lock_dir_for(file: &Path, arg: &LockDirArg) -> Option<PathBuf> {
-    arg.lock_dir.clone().or_else(|| Lockfiles::find_dir(file))
-}
-
-fn lockfiles_for(file: &Path, arg: &LockDirArg) -> anyhow::Result<Lockfiles> {
-    Ok(match lock_dir_for(file, arg) {
-        Some(dir) => Lockfiles::load_checked(&dir)?,
-        None => Lockfiles::default(),
-    })
-}
-
-fn points_of(file: &Path, arg: &LockDirArg) -> anyhow::Result<Vec<Point>> {
-    let experiment = spec::load(file)?;
-    let lock = lockfiles_for(file, arg)?;
-    experiment
-        .points(&lock)
-        .with_context(|| format!("{}: cannot form the canonical point", file.display()))
+fn points_of(file: &Path, arg: &LockDirArg) -> Result<Vec<Point>, PointsError> {
+    apply::points_of(file, arg.lock_dir.as_deref())
 }
 
 fn check(paths: &[PathBuf], arg: &LockDirArg) -> anyhow::Result<u8> {
@@ -78,34 +61,19 @@ fn check(paths: &[PathBuf], arg: &LockDirArg) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let mut errors = 0usize;
-    let mut points = 0usize;
-    for file in &files {
-        let result = spec::load(file).map_err(anyhow::Error::from).and_then(|e| {
-            let lock = lockfiles_for(file, arg)?;
-            Ok(e.points(&lock)?)
-        });
-        match result {
-            Ok(p) => points += p.len(),
-            Err(e) => match e.downcast_ref::<spec::SpecError>() {
-                Some(se) => {
-                    for line in se.lines() {
-                        eprintln!("{line}");
-                        errors += 1;
-                    }
-                }
-                None => {
-                    eprintln!("{}: {e:#}", file.display());
-                    errors += 1;
-                }
-            },
-        }
+    let checked = apply::check_experiments(&files, arg.lock_dir.as_deref());
+    for line in &checked.problems {
+        eprintln!("{line}");
     }
-    if errors > 0 {
-        eprintln!("{errors} error(s) in {} file(s) checked", files.len());
-        Ok(exit::INVALID)
-    } else {
-        println!("{} file(s) ok, {points} point(s)", files.len());
+    if checked.problems.is_empty() {
+        println!("{} file(s) ok, {} point(s)", checked.files, checked.points);
         Ok(exit::OK)
+    } else {
+        eprintln!(
+            "{} error(s) in {} file(s) checked",
+            checked.problems.len(),
+            checked.files
+        );
+        Ok(exit::INVALID)
     }
 }

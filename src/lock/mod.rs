@@ -15,6 +15,7 @@
 //! built from a dirty tree; the overlay pins a run used are recorded in its
 //! `environment.json` (see [`local`]).
 
+pub mod apply;
 mod error;
 pub mod hf;
 pub mod local;

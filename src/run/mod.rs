@@ -5,6 +5,7 @@
 //! This is the core shared by `infermark bench` (a server someone else
 //! started) and the full run pipeline (engines started by infermark).
 
+pub mod bench;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};

@@ -161,16 +161,10 @@ pub fn plan(paths: &[PathBuf], opts: &RunOptions) -> Result<Vec<PlannedPoint>, R
 /// The lock an experiment is pinned by: `--lock-dir`, else the nearest
 /// `lockfiles/` above it, else none.
 fn lock_of(experiment: &Path, opts: &RunOptions) -> Result<Lockfiles, RunError> {
-    Ok(
-        match opts
-            .lock_dir
-            .clone()
-            .or_else(|| Lockfiles::find_dir(experiment))
-        {
-            Some(d) => Lockfiles::load_checked(&d)?,
-            None => Lockfiles::default(),
-        },
-    )
+    Ok(crate::lock::apply::for_experiment(
+        experiment,
+        opts.lock_dir.as_deref(),
+    )?)
 }
 
 /// The pins of a planned point that came from this machine's local lock
