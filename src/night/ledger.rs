@@ -57,6 +57,11 @@ pub struct NightRecord {
     pub hardware_classes: Vec<String>,
     /// sha256 of each lockfile the night's points were pinned by, by file name.
     pub locks: BTreeMap<String, String>,
+    /// sha256 of each lockfile of the local overlay (`<lock dir>/local/`:
+    /// pins only the runner's machine has), by hardware class, then file
+    /// name. Absent when no runner had one, so records without it read alike.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub local_locks: BTreeMap<String, BTreeMap<String, String>>,
     /// RFC 3339 time the record was last written.
     pub updated_at: String,
     /// Sorted by group, then point id.
@@ -99,6 +104,7 @@ impl NightRecord {
             night: night.to_string(),
             hardware_classes: Vec::new(),
             locks: BTreeMap::new(),
+            local_locks: BTreeMap::new(),
             updated_at: String::new(),
             points: Vec::new(),
         }
@@ -210,17 +216,11 @@ impl NightRecord {
             ));
             return conflicts;
         }
-        for (file, sha) in &other.locks {
-            match self.locks.get(file) {
-                Some(mine) if mine != sha => conflicts.push(format!(
-                    "lockfile {file}: sha256 {sha} here, {mine} already; the runners used \
-                     different locks"
-                )),
-                Some(_) => {}
-                None => {
-                    self.locks.insert(file.clone(), sha.clone());
-                }
-            }
+        merge_digests(&mut self.locks, &other.locks, "lockfile ", &mut conflicts);
+        for (class, theirs) in &other.local_locks {
+            let mine = self.local_locks.entry(class.clone()).or_default();
+            let what = format!("`{class}`'s local overlay ");
+            merge_digests(mine, theirs, &what, &mut conflicts);
         }
         for theirs in &other.points {
             match self.points.iter_mut().find(|p| p.id == theirs.id) {
@@ -328,6 +328,28 @@ fn first_line(s: &str) -> String {
     }
 }
 
+/// Adds `theirs` lockfile digests to `mine`; the same file with other
+/// bytes is a conflict, and `mine` is kept.
+fn merge_digests(
+    mine: &mut BTreeMap<String, String>,
+    theirs: &BTreeMap<String, String>,
+    what: &str,
+    conflicts: &mut Vec<String>,
+) {
+    for (file, sha) in theirs {
+        match mine.get(file) {
+            Some(kept) if kept != sha => conflicts.push(format!(
+                "{what}{file}: sha256 {sha} here, {kept} already; the runners used different \
+                 locks"
+            )),
+            Some(_) => {}
+            None => {
+                mine.insert(file.clone(), sha.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +384,40 @@ mod tests {
         let future = r.to_json().replace(NIGHT_FORMAT, "infermark.night.v9");
         let e = NightRecord::from_slice(&path, future.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("infermark.night.v9"), "{e}");
+    }
+
+    #[test]
+    fn local_overlay_digests_are_kept_per_class_absent_when_none_and_merged() {
+        let none = NightRecord::new("n");
+        assert!(
+            !none.to_json().contains("local_locks"),
+            "{}",
+            none.to_json()
+        );
+
+        let overlay = |sha: &str| BTreeMap::from([("images.lock".to_string(), sha.to_string())]);
+        let mut cpu = NightRecord::new("n");
+        cpu.local_locks.insert("cpu".into(), overlay("aa"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = night_path(dir.path(), "n");
+        cpu.save(&path).unwrap();
+        assert_eq!(NightRecord::load(&path).unwrap().unwrap(), cpu);
+
+        let mut gpu = NightRecord::new("n");
+        gpu.local_locks
+            .insert("nvidia-h100-sxm".into(), overlay("bb"));
+        assert!(cpu.merge(&gpu).is_empty());
+        assert_eq!(cpu.local_locks.len(), 2);
+
+        let mut other_cpu = NightRecord::new("n");
+        other_cpu.local_locks.insert("cpu".into(), overlay("cc"));
+        let conflicts = cpu.merge(&other_cpu);
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(
+            conflicts[0].contains("`cpu`'s local overlay images.lock"),
+            "{conflicts:?}"
+        );
+        assert_eq!(cpu.local_locks["cpu"], overlay("aa"), "this side kept");
     }
 
     #[test]

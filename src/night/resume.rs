@@ -122,10 +122,17 @@ pub async fn run_night(
     let mut record =
         NightRecord::load(&record_path)?.unwrap_or_else(|| NightRecord::new(&night_id));
     let locks = plan.lock_digests()?;
-    if !record.locks.is_empty() && record.locks != locks {
+    let local = plan.local_lock_digests()?;
+    let had_local = record.local_locks.get(&class).cloned().unwrap_or_default();
+    if !record.locks.is_empty() && (record.locks != locks || had_local != local) {
         observer.locks_changed(&night_id);
     }
     record.locks = locks;
+    if local.is_empty() {
+        record.local_locks.remove(&class);
+    } else {
+        record.local_locks.insert(class.clone(), local);
+    }
     if !record.hardware_classes.contains(&class) {
         record.hardware_classes.push(class.clone());
     }

@@ -152,23 +152,36 @@ impl Night {
     /// sha256 of each lockfile of the night's lock directory, by file name;
     /// a lockfile that does not exist is left out.
     pub fn lock_digests(&self) -> Result<BTreeMap<String, String>, RunError> {
-        let mut out = BTreeMap::new();
-        let Some(dir) = &self.lock_dir else {
-            return Ok(out);
-        };
-        for name in [FILES_LOCK, IMAGES_LOCK, MODELS_LOCK] {
-            let path = dir.join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
-                    out.insert(name.to_string(), spec::hex(&digest));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(crate::lock::LockError::Read { path, source }.into()),
-            }
+        match &self.lock_dir {
+            Some(dir) => lockfile_digests(dir),
+            None => Ok(BTreeMap::new()),
         }
-        Ok(out)
     }
+
+    /// The same for this machine's local overlay (`<lock dir>/local/`),
+    /// whose pins are not in the tracked files.
+    pub fn local_lock_digests(&self) -> Result<BTreeMap<String, String>, RunError> {
+        match &self.lock_dir {
+            Some(dir) => lockfile_digests(&dir.join(crate::lock::LOCAL_DIR)),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+}
+
+fn lockfile_digests(dir: &Path) -> Result<BTreeMap<String, String>, RunError> {
+    let mut out = BTreeMap::new();
+    for name in [FILES_LOCK, IMAGES_LOCK, MODELS_LOCK] {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+                out.insert(name.to_string(), spec::hex(&digest));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(crate::lock::LockError::Read { path, source }.into()),
+        }
+    }
+    Ok(out)
 }
 
 /// The experiment's name for tables: its file stem.

@@ -140,10 +140,9 @@ fn llamacpp_process_point_runs_end_to_end_and_audits_clean() {
 fn an_engine_that_exits_while_starting_fails_with_its_log_tail_and_leaves_no_result() {
     let _heavy = heavy();
     let w = World::new("llamacpp-smollm2.toml", |t| {
-        t.replace(
-            r#"args = ["-c", "4096", "-np", "4", "-t", "2"]"#,
-            r#"args = ["--no-such-flag-infermark"]"#,
-        )
+        let args = r#"args = ["-c", "4096", "-np", "4", "-t", "1"]"#;
+        assert!(t.contains(args));
+        t.replace(args, r#"args = ["--no-such-flag-infermark"]"#)
     });
     let started = Instant::now();
     let o = w.run(&[]);
@@ -250,7 +249,8 @@ fn sigterm_mid_run(w: &World, engine_gone: impl Fn() -> bool) {
 
 /// More requests per client so that SIGTERM lands mid-measurement.
 fn longer(t: String) -> String {
-    t.replace("requests-per-client = 4", "requests-per-client = 40")
+    assert!(t.contains("requests-per-client = 8\n"));
+    t.replace("requests-per-client = 8", "requests-per-client = 40")
 }
 
 #[test]

@@ -12,15 +12,9 @@ use crate::support::verdicts::{
 use crate::support::{heavy, json, stderr, stdout};
 
 fn llama_world() -> (World, String) {
-    let w = World::new("llamacpp-smollm2.toml", |t| {
-        // One thread: llama.cpp's threads wait for each other at every
-        // step, so two threads on two shared cores slow down several-fold
-        // whenever anything else runs; one thread degrades in proportion.
-        // Eight requests per run: medians are judged (6 values needed),
-        // and a run takes about 12 s here.
-        t.replace("requests-per-client = 4", "requests-per-client = 8")
-            .replace(r#""-t", "2""#, r#""-t", "1""#)
-    });
+    // The committed experiment: one engine thread and eight requests per
+    // client, so medians are judged and a run takes about 12 s here.
+    let w = World::new("llamacpp-smollm2.toml", |t| t);
     let id = point_ids(&w)
         .into_iter()
         .find(|(_, level)| level == "c=1")

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::night::{FAST, Night, groups, night_points, runs, sim_experiment};
-use crate::support::{infermark, repo, stderr, stdout};
+use crate::support::{infermark, json, repo, sha256_hex, stderr, stdout};
 
 #[test]
 fn a_point_whose_engine_dies_fails_the_night_and_is_retried_on_resume() {
@@ -49,6 +49,43 @@ fn a_point_whose_engine_dies_fails_the_night_and_is_retried_on_resume() {
         runs(&results, "failed").len(),
         4,
         "retried, and failed again"
+    );
+}
+
+#[test]
+fn a_night_records_the_local_lock_overlays_digests_apart_and_notes_a_change() {
+    let n = Night::new();
+    n.add("sim-a.toml", &sim_experiment("sim-a", FAST));
+    let local = n.root().join("lockfiles/local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("images.lock"), "version = 1\n").unwrap();
+    let results = n.results();
+    let o = n.nightly(&results, &["--night", "overlay"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let record_path = results.join("nights/overlay/night.json");
+    let record = json(&record_path);
+    let first = sha256_hex(&local.join("images.lock"));
+    assert_eq!(record["local_locks"]["cpu"]["images.lock"], first.as_str());
+    assert_eq!(record["local_locks"]["cpu"].as_object().unwrap().len(), 1);
+    assert_eq!(
+        record["locks"]["images.lock"],
+        sha256_hex(&n.root().join("lockfiles/images.lock")).as_str(),
+        "the tracked file's digest stays under `locks`"
+    );
+
+    std::fs::write(local.join("images.lock"), "version = 1\n\n").unwrap();
+    let again = n.nightly(&results, &["--night", "overlay"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("the lockfiles changed since night overlay started"),
+        "{}",
+        stderr(&again)
+    );
+    let second = sha256_hex(&local.join("images.lock"));
+    assert_ne!(first, second);
+    assert_eq!(
+        json(&record_path)["local_locks"]["cpu"]["images.lock"],
+        second.as_str()
     );
 }
 

@@ -80,9 +80,10 @@ impl Night {
             std::fs::read_to_string(repo().join("experiments/cpu/llamacpp-smollm2.toml")).unwrap();
         let edited = text
             .replace("concurrency = [1, 4]", "concurrency = [1]")
-            .replace("requests-per-client = 4", "requests-per-client = 2")
+            .replace("requests-per-client = 8", "requests-per-client = 2")
             .replace("output-tokens = 32", "output-tokens = 8");
         assert!(edited.contains("concurrency = [1]\n"));
+        assert!(edited.contains("requests-per-client = 2\n"));
         self.add("llamacpp-smollm2.toml", &edited);
         let lock_dir = self.root().join("lockfiles");
         let o = infermark(
