@@ -207,10 +207,16 @@ impl LoadedRun {
             path: env_path.clone(),
             source,
         })?;
-        let environment = serde_json::from_str(&text).map_err(|e| ReproduceError::Invalid {
-            path: env_path.clone(),
-            message: format!("not JSON: {e}"),
-        })?;
+        // The one reader of environment.json; drift then compares its facts
+        // by JSON pointer.
+        let environment = crate::probe::Environment::from_json(&text)
+            .map(|env| {
+                serde_json::to_value(&env).expect("an environment serialises: string keys")
+            })
+            .map_err(|e| ReproduceError::Invalid {
+                path: env_path.clone(),
+                message: e.to_string(),
+            })?;
         let requests = metrics::request_samples(&records);
         Ok(LoadedRun {
             run_id: store::file_name(dir),
