@@ -82,6 +82,8 @@ pub enum CalibrateError {
     },
     #[error("the sim server did not report its address: {0}")]
     NoAddress(String),
+    #[error("the sim server did not report its address: {0}")]
+    AddressRead(std::io::Error),
     #[error(transparent)]
     Workload(#[from] workload::WorkloadError),
     #[error(transparent)]

@@ -71,7 +71,7 @@ pub(super) async fn start_sim(
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .map_err(|_| CalibrateError::NoAddress("timed out after 10 s".into()))?
-        .map_err(|e| CalibrateError::NoAddress(e.to_string()))?
+        .map_err(CalibrateError::AddressRead)?
         .ok_or_else(|| CalibrateError::NoAddress("it exited".into()))?;
     let url = line
         .split_whitespace()

@@ -49,15 +49,15 @@ pub(crate) struct Client {
 impl Client {
     /// A client for POSTs of JSON to `url` (scheme `http`), asking for an
     /// event stream, keeping at most `max_idle` idle connections.
-    pub fn new(url: &reqwest::Url, max_idle: usize) -> Result<Client, String> {
+    pub fn new(url: &reqwest::Url, max_idle: usize) -> Result<Client, UrlError> {
         let authority = url
             .host_str()
-            .ok_or_else(|| format!("`{url}` has no host"))?;
+            .ok_or_else(|| UrlError::NoHost(url.clone()))?;
         // An IPv6 literal is bracketed in the URL and the Host header only.
         let host = authority.trim_start_matches('[').trim_end_matches(']');
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| format!("`{url}` has no port"))?;
+            .ok_or_else(|| UrlError::NoPort(url.clone()))?;
         let mut target = url.path().to_string();
         if let Some(q) = url.query() {
             target.push('?');
@@ -89,13 +89,13 @@ impl Client {
     pub async fn connect(&self) -> Result<Conn, HttpError> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| HttpError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+            .map_err(|e| HttpError::Connect(format!("{}:{}", self.host, self.port), e))?;
         // Requests and chunks are small and latency is what is measured.
         stream
             .set_nodelay(true)
-            .map_err(|e| HttpError::Connect(format!("setting TCP_NODELAY: {e}")))?;
+            .map_err(|e| HttpError::Connect("setting TCP_NODELAY".into(), e))?;
         enable_receive_stamps(&stream)
-            .map_err(|e| HttpError::Connect(format!("setting SO_TIMESTAMPNS: {e}")))?;
+            .map_err(|e| HttpError::Connect("setting SO_TIMESTAMPNS".into(), e))?;
         Ok(Conn::new(stream))
     }
 
@@ -121,8 +121,17 @@ impl Client {
         conn.stream
             .write_all(&conn.out)
             .await
-            .map_err(|e| HttpError::Send(e.to_string()))
+            .map_err(HttpError::Send)
     }
+}
+
+/// A URL the client cannot send to.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{0}` has no host")]
+    NoHost(reqwest::Url),
+    #[error("`{0}` has no port")]
+    NoPort(reqwest::Url),
 }
 
 /// One TCP connection with its buffers.
@@ -167,27 +176,34 @@ pub(crate) enum Body {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a request or its response failed. Each cause is part of the message
+/// rather than a `source()`: a request's error is stored as its text in
+/// `requests.jsonl`.
+#[derive(Debug)]
 pub(crate) enum HttpError {
-    /// The TCP connection could not be opened.
-    Connect(String),
+    /// The TCP connection to the first field (`host:port`, or the socket
+    /// option being set) could not be opened.
+    Connect(String, io::Error),
     /// Writing the request failed.
-    Send(String),
+    Send(io::Error),
     /// The connection closed or failed; `received` is false if not one byte
     /// of a response had arrived (a kept-alive connection the server had
     /// already closed, when the request was its first use since).
     Closed { received: bool, message: String },
     /// Bytes that are not HTTP/1.1.
     Malformed(String),
+    /// A body whose chunked framing is broken.
+    Framing(FramingError),
 }
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HttpError::Connect(m) => write!(f, "failed to connect to {m}"),
-            HttpError::Send(m) => write!(f, "failed to send the request: {m}"),
+            HttpError::Connect(target, e) => write!(f, "failed to connect to {target}: {e}"),
+            HttpError::Send(e) => write!(f, "failed to send the request: {e}"),
             HttpError::Closed { message, .. } => f.write_str(message),
             HttpError::Malformed(m) => write!(f, "malformed HTTP response: {m}"),
+            HttpError::Framing(e) => write!(f, "malformed HTTP response: {e}"),
         }
     }
 }
@@ -316,7 +332,7 @@ impl Conn {
         let unread = &self.buf[self.pos..self.len];
         let used = body
             .decode(unread, |data| on_data(data, arrived))
-            .map_err(HttpError::Malformed)?;
+            .map_err(HttpError::Framing)?;
         self.pos += used;
         Ok(if body.is_done() {
             Body::End {
@@ -588,7 +604,7 @@ impl Decoder {
         &mut self,
         input: &[u8],
         mut on_data: impl FnMut(&[u8]),
-    ) -> Result<usize, String> {
+    ) -> Result<usize, FramingError> {
         match self {
             Decoder::Close => {
                 if !input.is_empty() {
@@ -611,6 +627,21 @@ impl Decoder {
     }
 }
 
+/// Why a chunked body could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FramingError {
+    #[error("chunk size over 15 hex digits")]
+    SizeTooLong,
+    #[error("chunk size expected, found byte {0:#04x}")]
+    SizeExpected(u8),
+    #[error("byte {0:#04x} in a chunk size")]
+    ByteInSize(u8),
+    #[error("chunk size line: CR without LF")]
+    CrWithoutLf,
+    #[error("chunk data longer than its size")]
+    DataTooLong,
+}
+
 /// The state after a chunk-size line: data, or the trailer after the last
 /// (zero-size) chunk.
 fn after_size(size: u64) -> Chunked {
@@ -625,7 +656,7 @@ fn decode_chunked(
     state: &mut Chunked,
     input: &[u8],
     mut on_data: impl FnMut(&[u8]),
-) -> Result<usize, String> {
+) -> Result<usize, FramingError> {
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
@@ -645,7 +676,7 @@ fn decode_chunked(
             Chunked::Size { size, digits } => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
                     if digits >= 15 {
-                        return Err("chunk size over 15 hex digits".into());
+                        return Err(FramingError::SizeTooLong);
                     }
                     let d = (b as char).to_digit(16).unwrap_or(0);
                     Chunked::Size {
@@ -654,12 +685,12 @@ fn decode_chunked(
                     }
                 }
                 _ if digits == 0 => {
-                    return Err(format!("chunk size expected, found byte {b:#04x}"));
+                    return Err(FramingError::SizeExpected(b));
                 }
                 b';' | b' ' | b'\t' => Chunked::Extension { size },
                 b'\r' => Chunked::SizeLf { size },
                 b'\n' => after_size(size),
-                _ => return Err(format!("byte {b:#04x} in a chunk size")),
+                _ => return Err(FramingError::ByteInSize(b)),
             },
             Chunked::Extension { size } => match b {
                 b'\n' => after_size(size),
@@ -667,16 +698,16 @@ fn decode_chunked(
             },
             Chunked::SizeLf { size } => match b {
                 b'\n' => after_size(size),
-                _ => return Err("chunk size line: CR without LF".into()),
+                _ => return Err(FramingError::CrWithoutLf),
             },
             Chunked::DataCr => match b {
                 b'\r' => Chunked::DataLf,
                 b'\n' => Chunked::Size { size: 0, digits: 0 },
-                _ => return Err("chunk data longer than its size".into()),
+                _ => return Err(FramingError::DataTooLong),
             },
             Chunked::DataLf => match b {
                 b'\n' => Chunked::Size { size: 0, digits: 0 },
-                _ => return Err("chunk data longer than its size".into()),
+                _ => return Err(FramingError::DataTooLong),
             },
             Chunked::Trailer { empty } => match b {
                 b'\n' if empty => {
@@ -706,7 +737,7 @@ mod tests {
         mut d: Decoder,
         wire: &[u8],
         cuts: &[usize],
-    ) -> Result<(Vec<u8>, usize), String> {
+    ) -> Result<(Vec<u8>, usize), FramingError> {
         let mut body = Vec::new();
         let mut left = 0;
         let mut at = 0;
@@ -760,7 +791,7 @@ mod tests {
             (b"3x\r\n", "in a chunk size"),
         ] {
             let mut d = Decoder::chunked();
-            let e = d.decode(wire, |_| {}).unwrap_err();
+            let e = d.decode(wire, |_| {}).unwrap_err().to_string();
             assert!(
                 e.contains(want),
                 "{e} for {:?}",

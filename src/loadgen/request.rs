@@ -305,9 +305,9 @@ fn connect_error(e: HttpError) -> RequestError {
 /// A failure before the response head was complete.
 fn response_error(e: HttpError) -> RequestError {
     let kind = match e {
-        HttpError::Connect(_) | HttpError::Send(_) => ErrorKind::Connect,
+        HttpError::Connect(..) | HttpError::Send(_) => ErrorKind::Connect,
         HttpError::Closed { .. } => ErrorKind::Disconnected,
-        HttpError::Malformed(_) => ErrorKind::Stream,
+        HttpError::Malformed(_) | HttpError::Framing(_) => ErrorKind::Stream,
     };
     RequestError {
         kind,

@@ -116,6 +116,10 @@ pub enum LoadError {
         field: &'static str,
         problem: String,
     },
+    /// The plan's `base_url` names no host or port (its cause is in the
+    /// message, as an [`LoadError::InvalidPlan`]'s problem is).
+    #[error("invalid load plan: `base_url`: {0}")]
+    BaseUrl(super::http::UrlError),
     #[error("a request task failed")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -167,7 +171,7 @@ async fn run_on_runtime(
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<LoadOutcome, LoadError> {
     let url = validate(&plan)?;
-    let client = Client::new(&url, plan.pool_size).map_err(|e| invalid("base_url", e))?;
+    let client = Client::new(&url, plan.pool_size).map_err(LoadError::BaseUrl)?;
     let (origin_instant, origin) = capture_origin();
     let target = Arc::new(Target {
         client,

@@ -138,7 +138,7 @@ impl Hub {
         }
         let body = net::body(&url, resp, MAX_BODY, &secrets).await?;
         parse_revision(&body)
-            .map_err(protocol)
+            .map_err(|e| protocol(e.to_string()))
             .map(|(commit, files)| Resolved {
                 commit,
                 files,
@@ -147,8 +147,25 @@ impl Hub {
     }
 }
 
+/// Why a revision answer is not one. Each cause is part of the message:
+/// it reaches the user as the text of a [`ResolveError::Protocol`], redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum RevisionError {
+    #[error("answer is not the revision JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("answer has no `sha`")]
+    NoSha,
+    #[error("`sha` `{0}` is not a 40-hex commit")]
+    NotCommit(String),
+    #[error("`{file}`: lfs.sha256: {error}")]
+    LfsSha256 {
+        file: String,
+        error: crate::spec::reference::ReferenceError,
+    },
+}
+
 /// `sha` and the LFS files' sha256 from a revision answer.
-pub fn parse_revision(body: &[u8]) -> Result<(String, BTreeMap<String, String>), String> {
+pub fn parse_revision(body: &[u8]) -> Result<(String, BTreeMap<String, String>), RevisionError> {
     #[derive(Deserialize)]
     struct Info {
         sha: Option<String>,
@@ -164,19 +181,22 @@ pub fn parse_revision(body: &[u8]) -> Result<(String, BTreeMap<String, String>),
     struct Lfs {
         sha256: String,
     }
-    let info: Info = serde_json::from_slice(body)
-        .map_err(|e| format!("answer is not the revision JSON: {e}"))?;
+    let info: Info = serde_json::from_slice(body).map_err(RevisionError::Json)?;
     let Some(sha) = info.sha else {
-        return Err("answer has no `sha`".to_string());
+        return Err(RevisionError::NoSha);
     };
     if !is_commit(&sha) {
-        return Err(format!("`sha` `{sha}` is not a 40-hex commit"));
+        return Err(RevisionError::NotCommit(sha));
     }
     let mut files = BTreeMap::new();
     for s in info.siblings {
         if let Some(lfs) = s.lfs {
-            let h = crate::spec::reference::Sha256::parse(&lfs.sha256)
-                .map_err(|m| format!("`{}`: lfs.sha256: {m}", s.rfilename))?;
+            let h = crate::spec::reference::Sha256::parse(&lfs.sha256).map_err(|error| {
+                RevisionError::LfsSha256 {
+                    file: s.rfilename.clone(),
+                    error,
+                }
+            })?;
             files.insert(s.rfilename, h.to_string());
         }
     }

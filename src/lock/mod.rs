@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::Pins;
-use crate::spec::reference::{ImageRef, Sha256, is_commit};
+use crate::spec::reference::{ImageRef, ReferenceError, Sha256, is_commit};
 
 /// Format version of every lockfile.
 pub const LOCK_VERSION: u32 = 1;
@@ -58,6 +58,12 @@ pub enum LockError {
     FutureVersion { path: PathBuf, found: u32 },
     #[error("`{reference}`: {message}")]
     BadEntry { reference: String, message: String },
+    /// `lock set` given a digest or image reference that does not parse.
+    #[error("`{reference}`: {error}")]
+    BadReference {
+        reference: String,
+        error: ReferenceError,
+    },
 }
 
 /// `images.lock`
@@ -261,8 +267,12 @@ impl Lockfiles {
             message,
         };
         if let Some(hex) = value.strip_prefix("sha256:") {
-            let digest = Sha256::parse(hex).map_err(bad)?;
-            let image = ImageRef::parse(reference).map_err(bad)?;
+            let bad_reference = |error| LockError::BadReference {
+                reference: reference.to_string(),
+                error,
+            };
+            let digest = Sha256::parse(hex).map_err(bad_reference)?;
+            let image = ImageRef::parse(reference).map_err(bad_reference)?;
             if image.digest.is_some() {
                 return Err(bad(
                     "already pinned by digest; give the reference by tag".to_string()
@@ -326,7 +336,8 @@ impl Lockfiles {
             message,
         };
         for e in &self.images.images {
-            let r = ImageRef::parse(&e.reference).map_err(|m| invalid(IMAGES_LOCK, m))?;
+            let r =
+                ImageRef::parse(&e.reference).map_err(|m| invalid(IMAGES_LOCK, m.to_string()))?;
             if r.tagged() != e.reference || r.digest.is_some() {
                 return Err(invalid(
                     IMAGES_LOCK,

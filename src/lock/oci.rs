@@ -438,9 +438,19 @@ fn is_digest(d: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Why an index body is not one; it reaches the user as the text of a
+/// [`ResolveError::Protocol`], redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformsError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("`{0}` is not `sha256:<64 hex>`")]
+    Digest(String),
+}
+
 /// `os/arch[/variant]` → digest from an index body. Entries with platform
 /// `unknown/unknown` (attestations) are left out.
-pub fn platforms(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+pub fn platforms(body: &[u8]) -> Result<BTreeMap<String, String>, PlatformsError> {
     #[derive(Deserialize)]
     struct Index {
         manifests: Vec<Entry>,
@@ -456,7 +466,7 @@ pub fn platforms(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
         architecture: String,
         variant: Option<String>,
     }
-    let index: Index = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let index: Index = serde_json::from_slice(body)?;
     let mut out = BTreeMap::new();
     for m in index.manifests {
         let Some(p) = m.platform else { continue };
@@ -464,7 +474,7 @@ pub fn platforms(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
             continue;
         }
         if !is_digest(&m.digest) {
-            return Err(format!("`{}` is not `sha256:<64 hex>`", m.digest));
+            return Err(PlatformsError::Digest(m.digest));
         }
         let key = match p.variant.filter(|v| !v.is_empty()) {
             Some(v) => format!("{}/{}/{v}", p.os, p.architecture),

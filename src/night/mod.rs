@@ -72,7 +72,7 @@ pub enum NightError {
     #[error("{}: no hardware-class directories (e.g. `cpu/`) to plan", .0.display())]
     NoClasses(PathBuf),
     #[error("--image: {0}")]
-    BadImage(String),
+    BadImage(crate::spec::reference::ReferenceError),
     #[error("{}: not a results tree (expected `points/` or `nights/` inside)", .0.display())]
     NotATree(PathBuf),
     #[error("the night record was poisoned by a panic")]

@@ -54,7 +54,7 @@ pub fn jobs(request: &PlanRequest) -> Result<String, NightError> {
         JobFormat::GithubMatrix => github_matrix(&groups),
         JobFormat::Slurm => slurm(&groups)?,
         JobFormat::K8s { image, workdir } => {
-            let parsed = ImageRef::parse(image).map_err(|e| NightError::BadImage(e.to_string()))?;
+            let parsed = ImageRef::parse(image).map_err(NightError::BadImage)?;
             if parsed.digest.is_none() {
                 // The Jobs still run what the lock pins; a moved tag changes
                 // the Nix that builds the harness, which the flake pins in

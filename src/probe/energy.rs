@@ -8,9 +8,10 @@
 //! that is the energy the machine drew for the run.
 
 use nvml_wrapper::Nvml;
+use nvml_wrapper::error::NvmlError;
 use serde::{Deserialize, Serialize};
 
-use super::gpu::{Reading, init_nvml};
+use super::gpu::init_nvml;
 
 /// Counter readings and the energy between them, as written to
 /// `environment.json`'s `energy` object.
@@ -24,6 +25,15 @@ pub struct Energy {
     /// end reading failed or its counter went backwards (a driver reload):
     /// a sum over only some devices would understate the energy.
     pub joules: Option<f64>,
+}
+
+/// An energy counter NVML could not read; logged, never stored.
+#[derive(Debug, thiserror::Error)]
+enum CounterError {
+    #[error("device count: {0}")]
+    Count(NvmlError),
+    #[error("device {index}: total energy consumption: {error}")]
+    Device { index: u32, error: NvmlError },
 }
 
 /// Holds NVML and the start readings until the run ends.
@@ -51,28 +61,26 @@ impl EnergyMeter {
 
     /// Reads the counters again and reports the energy in between.
     pub fn finish(self) -> Energy {
-        let end: Vec<Reading<u64>> = (0..self.start_mj.len())
+        let end: Vec<Result<u64, CounterError>> = (0..self.start_mj.len())
             .map(|i| read_counter(&self.nvml, i as u32))
             .collect();
         energy_between(self.start_mj, end)
     }
 }
 
-fn read_counter(nvml: &Nvml, index: u32) -> Reading<u64> {
+fn read_counter(nvml: &Nvml, index: u32) -> Result<u64, CounterError> {
     nvml.device_by_index(index)
         .and_then(|d| d.total_energy_consumption())
-        .map_err(|e| format!("device {index}: total energy consumption: {e}"))
+        .map_err(|error| CounterError::Device { index, error })
 }
 
-fn read_counters(nvml: &Nvml) -> Result<Vec<u64>, String> {
-    let count = nvml
-        .device_count()
-        .map_err(|e| format!("device count: {e}"))?;
+fn read_counters(nvml: &Nvml) -> Result<Vec<u64>, CounterError> {
+    let count = nvml.device_count().map_err(CounterError::Count)?;
     (0..count).map(|i| read_counter(nvml, i)).collect()
 }
 
 /// The energy between start readings and end readings of the same devices.
-fn energy_between(start_mj: Vec<u64>, end: Vec<Reading<u64>>) -> Energy {
+fn energy_between(start_mj: Vec<u64>, end: Vec<Result<u64, CounterError>>) -> Energy {
     let mut total_mj: Option<u64> = Some(0);
     let end_mj = start_mj
         .iter()
@@ -115,7 +123,13 @@ mod tests {
     fn a_failed_end_reading_leaves_the_total_unknown() {
         let e = energy_between(
             vec![1_000, 2_000],
-            vec![Ok(4_000), Err("GPU is lost".into())],
+            vec![
+                Ok(4_000),
+                Err(CounterError::Device {
+                    index: 1,
+                    error: NvmlError::GpuLost,
+                }),
+            ],
         );
         assert_eq!(e.end_mj, vec![Some(4_000), None]);
         assert_eq!(e.joules, None);

@@ -2,12 +2,13 @@
 //!
 //! Two layers. `read_nvml` and `read_amd_devices` only talk to the driver
 //! and the file system and keep every answer as it came (a value or the
-//! error text). `facts_from` turns those readings into `GpuFacts`: each
+//! error). `facts_from` turns those readings into `GpuFacts`: each
 //! failed call becomes `null` (with the reason logged), never a guess. The
 //! second layer is what the tests exercise with fabricated readings.
 
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::Arc;
 
 use nvml_wrapper::Nvml;
 use nvml_wrapper::enum_wrappers::device::Clock;
@@ -119,17 +120,28 @@ pub(super) fn gpus_with(nvml_lib: Option<&OsStr>, drm_root: &Path) -> GpuFacts {
     facts_from(nvml, read_amd_devices(drm_root))
 }
 
-/// Loads and initialises NVML, keeping the error as text.
-pub(super) fn init_nvml(lib: Option<&OsStr>) -> Result<Nvml, String> {
-    let result = match lib {
+/// Loads and initialises NVML.
+pub(super) fn init_nvml(lib: Option<&OsStr>) -> Result<Nvml, NvmlError> {
+    match lib {
         None => Nvml::init(),
         Some(path) => Nvml::builder().lib_path(path).init(),
-    };
-    result.map_err(|e| e.to_string())
+    }
 }
 
-/// An NVML answer as it came: the value or the error's text.
-pub(super) type Reading<T> = Result<T, String>;
+/// An NVML call's error, shown as NVML's own text. Shared: a device whose
+/// handle failed leaves every one of its readings failed with that error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub(super) struct NvmlFailure(Arc<NvmlError>);
+
+impl From<NvmlError> for NvmlFailure {
+    fn from(e: NvmlError) -> Self {
+        NvmlFailure(Arc::new(e))
+    }
+}
+
+/// An NVML answer as it came: the value or the error.
+pub(super) type Reading<T> = Result<T, NvmlFailure>;
 
 /// What NVML said about the system.
 #[derive(Debug, Clone)]
@@ -167,35 +179,35 @@ pub(super) struct DeviceReadings {
 
 impl DeviceReadings {
     /// Every reading failed with `why` (the device handle itself failed).
-    pub fn failed(index: u32, why: &str) -> Self {
-        fn e<T>(why: &str) -> Reading<T> {
-            Err(why.to_string())
+    pub fn failed(index: u32, why: NvmlFailure) -> Self {
+        fn e<T>(why: &NvmlFailure) -> Reading<T> {
+            Err(why.clone())
         }
         DeviceReadings {
             index,
-            name: e(why),
-            uuid: e(why),
-            serial: e(why),
-            vbios_version: e(why),
-            memory_total_bytes: e(why),
-            power_limit_mw: e(why),
-            enforced_power_limit_mw: e(why),
-            sm_mhz: e(why),
-            mem_mhz: e(why),
-            max_sm_mhz: e(why),
-            max_mem_mhz: e(why),
-            ecc_enabled: e(why),
-            mig_mode: e(why),
-            persistence_mode: e(why),
-            pcie_gen: e(why),
-            pcie_width: e(why),
-            compute_capability: e(why),
+            name: e(&why),
+            uuid: e(&why),
+            serial: e(&why),
+            vbios_version: e(&why),
+            memory_total_bytes: e(&why),
+            power_limit_mw: e(&why),
+            enforced_power_limit_mw: e(&why),
+            sm_mhz: e(&why),
+            mem_mhz: e(&why),
+            max_sm_mhz: e(&why),
+            max_mem_mhz: e(&why),
+            ecc_enabled: e(&why),
+            mig_mode: e(&why),
+            persistence_mode: e(&why),
+            pcie_gen: e(&why),
+            pcie_width: e(&why),
+            compute_capability: e(&why),
         }
     }
 }
 
 fn text<T>(r: Result<T, NvmlError>) -> Reading<T> {
-    r.map_err(|e| e.to_string())
+    r.map_err(NvmlFailure::from)
 }
 
 /// Asks NVML everything `GpuFacts` records.
@@ -203,7 +215,7 @@ pub(super) fn read_nvml(nvml: &Nvml) -> SystemReadings {
     let devices = text(nvml.device_count()).map(|count| {
         (0..count)
             .map(|index| match nvml.device_by_index(index) {
-                Err(e) => DeviceReadings::failed(index, &e.to_string()),
+                Err(e) => DeviceReadings::failed(index, e.into()),
                 Ok(d) => DeviceReadings {
                     index,
                     name: text(d.name()),
@@ -239,7 +251,7 @@ pub(super) fn read_nvml(nvml: &Nvml) -> SystemReadings {
 /// Turns NVML's readings (or the reason NVML could not start) and the AMD
 /// devices into facts.
 pub(super) fn facts_from(
-    nvml: Result<SystemReadings, String>,
+    nvml: Result<SystemReadings, NvmlError>,
     amd_devices: Vec<AmdDevice>,
 ) -> GpuFacts {
     let s = match nvml {
@@ -410,7 +422,7 @@ pub(super) mod tests {
                 pci_device_id: Some("0x74a1".into()),
             })
             .collect();
-        facts_from(Err("test: no NVML".into()), devices)
+        facts_from(Err(NvmlError::LibraryNotFound), devices)
     }
 
     #[test]
@@ -448,8 +460,8 @@ pub(super) mod tests {
     #[test]
     fn a_failed_call_becomes_null_and_leaves_the_others() {
         let mut r = readings(3, "NVIDIA H100 80GB HBM3");
-        r.ecc_enabled = Err("the requested operation is not available on the target device".into());
-        r.max_mem_mhz = Err("unknown error".into());
+        r.ecc_enabled = Err(NvmlError::NotSupported.into());
+        r.max_mem_mhz = Err(NvmlError::Unknown.into());
         r.mig_mode = Ok(1);
         let d = device_facts(r);
         assert_eq!(d.index, 3);
@@ -465,10 +477,10 @@ pub(super) mod tests {
         let facts = facts_from(
             Ok(SystemReadings {
                 driver_version: Ok("570.124.06".into()),
-                cuda_driver_version: Err("function not found".into()),
+                cuda_driver_version: Err(NvmlError::FunctionNotFound.into()),
                 devices: Ok(vec![
                     readings(0, "NVIDIA H200"),
-                    DeviceReadings::failed(1, "GPU is lost"),
+                    DeviceReadings::failed(1, NvmlError::GpuLost.into()),
                 ]),
             }),
             Vec::new(),
@@ -490,7 +502,7 @@ pub(super) mod tests {
             Ok(SystemReadings {
                 driver_version: Ok("570.124.06".into()),
                 cuda_driver_version: Ok(12080),
-                devices: Err("NVIDIA driver is not loaded".into()),
+                devices: Err(NvmlError::DriverNotLoaded.into()),
             }),
             Vec::new(),
         );

@@ -56,7 +56,42 @@ pub fn host() -> HostFacts {
     }
 }
 
-fn known(field: &str, value: Result<String, String>) -> String {
+/// Why a host fact could not be read; logged, never stored.
+#[derive(Debug, thiserror::Error)]
+enum FactError {
+    #[error("{}", unread(.0))]
+    OsRelease(Vec<(&'static str, std::io::Error)>),
+    #[error("{0} has no PRETTY_NAME")]
+    NoPrettyName(&'static str),
+    #[error("{}: {error}", path.display())]
+    Read {
+        path: &'static Path,
+        error: std::io::Error,
+    },
+    #[error("{} names no CPU model", .0.display())]
+    NoCpuModel(&'static Path),
+    #[error("sysconf({name}) returned {value}: {error}")]
+    Sysconf {
+        name: &'static str,
+        value: libc::c_long,
+        error: std::io::Error,
+    },
+    #[error("sysconf(_SC_NPROCESSORS_ONLN) = {0} is out of range")]
+    CpuCount(u64),
+    #[error("{pages} pages of {page} bytes overflow")]
+    Memory { pages: u64, page: u64 },
+}
+
+/// `path: error` of each file tried, joined by `; `.
+fn unread(tried: &[(&str, std::io::Error)]) -> String {
+    tried
+        .iter()
+        .map(|(path, e)| format!("{path}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn known(field: &str, value: Result<String, FactError>) -> String {
     value.unwrap_or_else(|e| {
         tracing::warn!("host: {field} is unknown: {e}");
         UNKNOWN.into()
@@ -91,17 +126,17 @@ fn uname() -> std::io::Result<Uname> {
 
 /// `PRETTY_NAME` from `/etc/os-release`, falling back to
 /// `/usr/lib/os-release` as os-release(5) prescribes.
-fn os_pretty_name() -> Result<String, String> {
+fn os_pretty_name() -> Result<String, FactError> {
     let mut tried = Vec::new();
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                return pretty_name(&text).ok_or_else(|| format!("{path} has no PRETTY_NAME"));
+                return pretty_name(&text).ok_or(FactError::NoPrettyName(path));
             }
-            Err(e) => tried.push(format!("{path}: {e}")),
+            Err(e) => tried.push((path, e)),
         }
     }
-    Err(tried.join("; "))
+    Err(FactError::OsRelease(tried))
 }
 
 /// The value of `PRETTY_NAME` in os-release text: shell-style assignment,
@@ -129,10 +164,10 @@ fn pretty_name(text: &str) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-fn cpu_model() -> Result<String, String> {
+fn cpu_model() -> Result<String, FactError> {
     let path = Path::new("/proc/cpuinfo");
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    cpu_model_in(&text).ok_or_else(|| format!("{} names no CPU model", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|error| FactError::Read { path, error })?;
+    cpu_model_in(&text).ok_or(FactError::NoCpuModel(path))
 }
 
 /// The CPU model in `/proc/cpuinfo` text. x86 writes `model name`; some ARM
@@ -148,29 +183,30 @@ fn cpu_model_in(cpuinfo: &str) -> Option<String> {
         })
 }
 
-fn cpu_count() -> Result<u32, String> {
+fn cpu_count() -> Result<u32, FactError> {
     let n = sysconf("_SC_NPROCESSORS_ONLN", libc::_SC_NPROCESSORS_ONLN)?;
-    u32::try_from(n).map_err(|_| format!("sysconf(_SC_NPROCESSORS_ONLN) = {n} is out of range"))
+    u32::try_from(n).map_err(|_| FactError::CpuCount(n))
 }
 
-fn memory_bytes() -> Result<u64, String> {
+fn memory_bytes() -> Result<u64, FactError> {
     let pages = sysconf("_SC_PHYS_PAGES", libc::_SC_PHYS_PAGES)?;
     let page = sysconf("_SC_PAGESIZE", libc::_SC_PAGESIZE)?;
     pages
         .checked_mul(page)
-        .ok_or_else(|| format!("{pages} pages of {page} bytes overflow"))
+        .ok_or(FactError::Memory { pages, page })
 }
 
-fn sysconf(name: &str, key: libc::c_int) -> Result<u64, String> {
+fn sysconf(name: &'static str, key: libc::c_int) -> Result<u64, FactError> {
     // SAFETY: sysconf only reads a configuration value.
     let v = unsafe { libc::sysconf(key) };
     if v > 0 {
         Ok(v as u64)
     } else {
-        Err(format!(
-            "sysconf({name}) returned {v}: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(FactError::Sysconf {
+            name,
+            value: v,
+            error: std::io::Error::last_os_error(),
+        })
     }
 }
 

@@ -67,7 +67,7 @@ pub enum SignError {
     )]
     PublicKey { path: PathBuf, reason: String },
     #[error("the operating system's random source failed: {0}")]
-    Random(String),
+    Random(getrandom::Error),
     #[error("not a DSSE envelope: {0}")]
     Envelope(String),
 }
@@ -114,7 +114,7 @@ impl Signer {
     /// A new key from the operating system's random source.
     pub fn generate() -> Result<Signer, SignError> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| SignError::Random(e.to_string()))?;
+        getrandom::fill(&mut seed).map_err(SignError::Random)?;
         let key = SigningKey::from_bytes(&seed);
         seed.fill(0);
         Ok(Signer::new(key))

@@ -48,12 +48,17 @@ pub enum RunError {
     /// No point matched `--point`, or nothing to run.
     #[error("{0}")]
     NoPoints(String),
-    /// This machine is not the point's hardware class.
+    /// This machine's hardware class cannot be told.
     #[error("{0}")]
     Hardware(String),
-    /// The results tree could not be written.
+    /// This machine is not the point's hardware class.
+    #[error(transparent)]
+    Fit(#[from] crate::probe::ProbeError),
+    /// The results tree could not be written. The cause is in the message
+    /// and not a `source()`: a [`StoreError`](crate::store::StoreError)
+    /// already shows its own cause, which `{:#}` would print twice.
     #[error("results store: {0}")]
-    Store(String),
+    Store(crate::store::StoreError),
     /// A signal stopped the run.
     #[error("interrupted by {0}")]
     Interrupted(String),

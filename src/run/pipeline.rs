@@ -241,7 +241,7 @@ pub async fn run_points_until(
     mut shutdown: watch::Receiver<Option<String>>,
     stop: &mut dyn FnMut(&PointOutcome) -> bool,
 ) -> Result<Vec<PointOutcome>, RunError> {
-    let store = Store::open(&opts.results).map_err(|e| RunError::Store(e.to_string()))?;
+    let store = Store::open(&opts.results).map_err(RunError::Store)?;
     // Loaded before any engine starts: a bad key fails the run up front.
     let signer = opts.sign_key.as_deref().map(Signer::load).transpose()?;
     let host = probe::host();
@@ -264,8 +264,7 @@ pub async fn run_points_until(
             &first.spec.hardware.class,
             first.spec.hardware.gpus,
             opts.allow_hardware_mismatch,
-        )
-        .map_err(|e| RunError::Hardware(e.to_string()))?;
+        )?;
         let spec_dir = group[0]
             .experiment
             .parent()
@@ -399,9 +398,7 @@ async fn run_point(
     shutdown: &mut watch::Receiver<Option<String>>,
 ) -> Result<PointOutcome, RunError> {
     let started = SystemTime::now();
-    let writer = store
-        .begin_run(point, started)
-        .map_err(|e| RunError::Store(e.to_string()))?;
+    let writer = store.begin_run(point, started).map_err(RunError::Store)?;
     let (warmup, measured) = super::request_counts(&point.spec);
     let progress = observer.point_starting(point, warmup + measured);
     let meter = probe::EnergyMeter::start();
@@ -473,7 +470,7 @@ async fn run_point(
             path,
             summary: Box::new(m.summary),
         }),
-        Err(e) => Err(RunError::Store(e.to_string())),
+        Err(e) => Err(RunError::Store(e)),
     }
 }
 

@@ -189,7 +189,9 @@ impl Check {
     }
 
     fn sha(&mut self, key: &str, v: &str) -> Option<Sha256> {
-        Sha256::parse(v).map_err(|m| self.err(key, m)).ok()
+        Sha256::parse(v)
+            .map_err(|m| self.err(key, m.to_string()))
+            .ok()
     }
 
     fn hardware(&mut self, w: Option<HardwareWire>) -> Option<Hardware> {
@@ -280,7 +282,7 @@ impl Check {
                 Some(s) => match ImageRef::parse(s) {
                     Ok(r) => image = Some(r),
                     Err(m) => {
-                        self.err("engine.image", m);
+                        self.err("engine.image", m.to_string());
                         ok = false;
                     }
                 },

@@ -108,6 +108,17 @@ impl std::fmt::Display for Unpinned {
     }
 }
 
+/// Why stored bytes are not a point (`point.json`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoredPointError {
+    #[error("not a point: {0}")]
+    Json(serde_json::Error),
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    #[error("not in canonical form (RFC 8785): the bytes differ from the point they describe")]
+    NotCanonical,
+}
+
 impl Point {
     /// Builds a point from its spec: canonical bytes and id.
     pub fn new(spec: PointSpec) -> Result<Self, CanonicalError> {
@@ -124,15 +135,11 @@ impl Point {
 
     /// Reads a point back from its stored canonical bytes (`point.json`),
     /// checking that they are canonical.
-    pub fn from_canonical(bytes: &[u8]) -> Result<Self, String> {
-        let spec: PointSpec =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a point: {e}"))?;
-        let point = Point::new(spec).map_err(|e| e.to_string())?;
+    pub fn from_canonical(bytes: &[u8]) -> Result<Self, StoredPointError> {
+        let spec: PointSpec = serde_json::from_slice(bytes).map_err(StoredPointError::Json)?;
+        let point = Point::new(spec)?;
         if point.canonical != bytes {
-            return Err(
-                "not in canonical form (RFC 8785): the bytes differ from the point they describe"
-                    .to_string(),
-            );
+            return Err(StoredPointError::NotCanonical);
         }
         Ok(point)
     }

@@ -10,20 +10,29 @@ use std::fmt;
 /// The registry assumed when a reference names none (Docker's convention).
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 
+/// Text that is not the reference it was read as.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("`{0}` is not a sha256; expected 64 hex digits, optionally prefixed `sha256:`")]
+    Sha256(String),
+    #[error(
+        "`{input}` is not an image reference ({why}); expected `[registry/]name[:tag][@sha256:<64 hex>]`"
+    )]
+    Image { input: String, why: &'static str },
+}
+
 /// A lowercase hex sha256.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sha256(String);
 
 impl Sha256 {
     /// Accepts 64 hex digits, optionally prefixed `sha256:`, any case.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         let hex = s.strip_prefix("sha256:").unwrap_or(s);
         if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Sha256(hex.to_ascii_lowercase()))
         } else {
-            Err(format!(
-                "`{s}` is not a sha256; expected 64 hex digits, optionally prefixed `sha256:`"
-            ))
+            Err(ReferenceError::Sha256(s.to_string()))
         }
     }
 
@@ -53,11 +62,12 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            Err(format!(
-                "`{s}` is not an image reference ({why}); expected `[registry/]name[:tag][@sha256:<64 hex>]`"
-            ))
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        let bad = |why: &'static str| {
+            Err(ReferenceError::Image {
+                input: s.to_string(),
+                why,
+            })
         };
         if s.is_empty() || s.trim() != s {
             return bad("empty or surrounded by spaces");

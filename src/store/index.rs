@@ -82,6 +82,8 @@ pub enum IndexError {
     Walk(Box<super::StoreError>),
     #[error("{}: cannot index this run: {message}", path.display())]
     Run { path: PathBuf, message: String },
+    #[error("{}: cannot index this run: {error}", path.display())]
+    Row { path: PathBuf, error: Box<RowError> },
     #[error("no run or point in {} matches `{key}`; `infermark results list` shows them", root.display())]
     NotFound { key: String, root: PathBuf },
     #[error("`{key}` matches {} {what}s ({}); give more of the id", matches.len(), matches.join(", "))]
@@ -89,6 +91,43 @@ pub enum IndexError {
         key: String,
         what: &'static str,
         matches: Vec<String>,
+    },
+}
+
+/// Why a run directory cannot be indexed. Its text is what a rebuild
+/// reports the run skipped for, so each cause is part of the message.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("{}: {error}", path.display())]
+    ReadPoint {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    BadPoint {
+        path: PathBuf,
+        error: crate::spec::StoredPointError,
+    },
+    #[error("{}: the point's id is {id}, not the directory's name", path.display())]
+    PointId { path: PathBuf, id: String },
+    /// Boxed: a store error can hold an index error, which holds this.
+    #[error(transparent)]
+    Failure(Box<super::StoreError>),
+    #[error(transparent)]
+    Statement(#[from] crate::provenance::ProvenanceError),
+    #[error(transparent)]
+    Summary(#[from] crate::metrics::MetricsError),
+    #[error("{}: names point {found}, but the run is under point {expected}", file.display())]
+    OtherPoint {
+        file: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{}: names run {found}, but the directory is {expected}", file.display())]
+    OtherRun {
+        file: PathBuf,
+        found: String,
+        expected: String,
     },
 }
 
@@ -255,21 +294,27 @@ impl Index {
                 [SCHEMA_VERSION],
             )
             .map_err(sqlite)?;
-            let mut points: BTreeMap<PathBuf, Result<PointRow, String>> = BTreeMap::new();
+            let mut points: BTreeMap<PathBuf, Result<PointRow, RowError>> = BTreeMap::new();
             for run in stored_runs(root).map_err(|e| IndexError::Walk(Box::new(e)))? {
-                let point = points
+                let point = match points
                     .entry(run.point_dir.clone())
                     .or_insert_with(|| read_point(&run.point_dir))
-                    .clone();
-                match point.and_then(|p| Ok((p, read_run_row(root, &run)?))) {
-                    Ok((point, row)) => {
+                {
+                    Ok(point) => point.clone(),
+                    Err(why) => {
+                        report.skipped.push((run.dir.clone(), why.to_string()));
+                        continue;
+                    }
+                };
+                match read_run_row(root, &run) {
+                    Ok(row) => {
                         insert(&tx, &point, &row).map_err(sqlite)?;
                         report.runs += 1;
                         if row.status == RunStatus::Failed {
                             report.failed_runs += 1;
                         }
                     }
-                    Err(why) => report.skipped.push((run.dir.clone(), why)),
+                    Err(why) => report.skipped.push((run.dir.clone(), why.to_string())),
                 }
             }
             report.points = tx
@@ -377,9 +422,9 @@ impl Index {
                       points/<point-id>/failed/<run-id>"
                 .to_string(),
         })?;
-        let run_error = |message| IndexError::Run {
+        let run_error = |error| IndexError::Row {
             path: run_dir.to_path_buf(),
-            message,
+            error: Box::new(error),
         };
         let point = read_point(&run.point_dir).map_err(run_error)?;
         let row = read_run_row(&self.root, &run).map_err(run_error)?;
@@ -566,17 +611,22 @@ fn relative(root: &Path, dir: &Path) -> String {
 }
 
 /// The point row of a point directory, from its `point.json`.
-fn read_point(point_dir: &Path) -> Result<PointRow, String> {
+fn read_point(point_dir: &Path) -> Result<PointRow, RowError> {
     let path = point_dir.join(POINT_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let point = Point::from_canonical(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) => return Err(RowError::ReadPoint { path, error }),
+    };
+    let point = match Point::from_canonical(&bytes) {
+        Ok(point) => point,
+        Err(error) => return Err(RowError::BadPoint { path, error }),
+    };
     let name = super::file_name(point_dir);
     if point.id() != name {
-        return Err(format!(
-            "{}: the point's id is {}, not the directory's name",
-            path.display(),
-            point.id()
-        ));
+        return Err(RowError::PointId {
+            path,
+            id: point.id().to_string(),
+        });
     }
     Ok(point_row(&point))
 }
@@ -602,12 +652,13 @@ pub fn point_row(point: &Point) -> PointRow {
 /// The run row of a run directory, from its files alone. Shared by
 /// [`Index::record_run`], [`Index::rebuild`] and the refresh on open, which
 /// is what makes a rebuilt index answer as the incremental one did.
-fn read_run_row(root: &Path, run: &StoredRun) -> Result<RunRow, String> {
+fn read_run_row(root: &Path, run: &StoredRun) -> Result<RunRow, RowError> {
     let point_id = super::file_name(&run.point_dir);
     let path = relative(root, &run.dir);
     match run.status {
         RunStatus::Failed => {
-            let failure = Failure::read(&run.dir.join(FAILURE_FILE)).map_err(|e| e.to_string())?;
+            let failure = Failure::read(&run.dir.join(FAILURE_FILE))
+                .map_err(|e| RowError::Failure(Box::new(e)))?;
             check_ids(
                 &run.dir.join(FAILURE_FILE),
                 &failure.point_id,
@@ -636,11 +687,10 @@ fn read_run_row(root: &Path, run: &StoredRun) -> Result<RunRow, String> {
         }
         RunStatus::Completed => {
             let statement_path = run.dir.join(STATEMENT_FILE);
-            let statement = Statement::read(&statement_path).map_err(|e| e.to_string())?;
+            let statement = Statement::read(&statement_path)?;
             let p = statement.predicate;
             check_ids(&statement_path, &p.point_id, &p.run_id, run, &point_id)?;
-            let summary = crate::metrics::read_summary(&run.dir.join(SUMMARY_FILE))
-                .map_err(|e| e.to_string())?;
+            let summary = crate::metrics::read_summary(&run.dir.join(SUMMARY_FILE))?;
             Ok(completed_row(
                 run,
                 point_id,
@@ -659,19 +709,20 @@ fn check_ids(
     run_id: &str,
     run: &StoredRun,
     dir_point_id: &str,
-) -> Result<(), String> {
+) -> Result<(), RowError> {
     if point_id != dir_point_id {
-        return Err(format!(
-            "{}: names point {point_id}, but the run is under point {dir_point_id}",
-            file.display()
-        ));
+        return Err(RowError::OtherPoint {
+            file: file.to_path_buf(),
+            found: point_id.to_string(),
+            expected: dir_point_id.to_string(),
+        });
     }
     if run_id != run.run_id {
-        return Err(format!(
-            "{}: names run {run_id}, but the directory is {}",
-            file.display(),
-            run.run_id
-        ));
+        return Err(RowError::OtherRun {
+            file: file.to_path_buf(),
+            found: run_id.to_string(),
+            expected: run.run_id.clone(),
+        });
     }
     Ok(())
 }

@@ -74,8 +74,13 @@ pub enum ReproduceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("{}: {error}", path.display())]
+    BadPoint {
+        path: PathBuf,
+        error: crate::spec::StoredPointError,
+    },
     #[error("this machine does not fit the point's hardware class: {0}")]
-    Hardware(String),
+    Hardware(probe::ProbeError),
     #[error("pin not available here: {0}")]
     PinUnavailable(#[source] EngineError),
     #[error(transparent)]
@@ -247,7 +252,7 @@ impl Reported {
             source,
         })?;
         let point = Point::from_canonical(&bytes)
-            .map_err(|message| ReproduceError::Invalid { path, message })?;
+            .map_err(|error| ReproduceError::BadPoint { path, error })?;
         Ok(Reported {
             point,
             run: LoadedRun::load(&run.dir)?,
@@ -366,7 +371,7 @@ pub async fn reproduce(
         spec.hardware.gpus,
         opts.allow_hardware_mismatch,
     )
-    .map_err(|e| ReproduceError::Hardware(e.to_string()))?;
+    .map_err(ReproduceError::Hardware)?;
     let check = StartOptions {
         label: "verify-pins".to_string(),
         spec_dir: spec_dir.to_path_buf(),

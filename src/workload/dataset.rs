@@ -97,21 +97,18 @@ impl Conversations {
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>, WorkloadError> {
-    let parse_error = |message: String| WorkloadError::ParseDataset {
+    let parse_error = |at: Option<String>, error| WorkloadError::ParseDataset {
         path: PathBuf::from(path),
-        message,
+        at,
+        error,
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let entries: Vec<Entry> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
-        let inner = e.into_inner();
-        if at.is_empty() || at == "." {
-            parse_error(inner.to_string())
-        } else {
-            parse_error(format!("{at}: {inner}"))
-        }
+        let at = (!at.is_empty() && at != ".").then_some(at);
+        parse_error(at, e.into_inner())
     })?;
-    de.end().map_err(|e| parse_error(e.to_string()))?;
+    de.end().map_err(|e| parse_error(None, e))?;
     Ok(entries)
 }
 

@@ -189,8 +189,13 @@ pub enum WorkloadError {
         expected: String,
         actual: String,
     },
-    #[error("failed to parse dataset {} as ShareGPT JSON (an array of {{\"conversations\": [{{\"from\", \"value\"}}, ...]}}): {message}", path.display())]
-    ParseDataset { path: PathBuf, message: String },
+    /// `at` is the JSON path of the offending value, when there is one.
+    #[error("failed to parse dataset {} as ShareGPT JSON (an array of {{\"conversations\": [{{\"from\", \"value\"}}, ...]}}): {}{error}", path.display(), at.as_deref().map(|at| format!("{at}: ")).unwrap_or_default())]
+    ParseDataset {
+        path: PathBuf,
+        at: Option<String>,
+        error: serde_json::Error,
+    },
     #[error(
         "dataset {}: none of its {entries} entries is usable (at least 2 turns, one of them from \"human\" with non-blank text)",
         path.display()
