@@ -1,7 +1,7 @@
-//! `infermark audit`, `index rebuild`, `results list|show`: reading the
+//! `infermark audit`, `index rebuild`, `results list|show`, `report`: reading the
 //! results tree.
 
-use super::{AuditArgs, IndexCommand, InvalidInput, ResultsCommand, exit};
+use super::{AuditArgs, IndexCommand, InvalidInput, ReportArgs, ResultsCommand, exit};
 use crate::provenance::sign::load_public_key;
 use crate::store::RunStatus;
 use crate::store::index::{self, Index, ListFilter};
@@ -70,4 +70,16 @@ pub fn results(c: ResultsCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<u8> {
+    let trust = trusted_keys(&a.trust)?.unwrap_or_default();
+    let opts = crate::site::BuildOptions {
+        results: a.results.results,
+        out: a.out,
+        trust,
+    };
+    let report = crate::site::build(&opts)?;
+    print!("{}", report.render(&opts.out));
+    Ok(exit::OK)
 }
