@@ -306,17 +306,40 @@ fn pareto(view: &View, key: &str, night: Option<&str>) -> Page {
             "series (engine, hardware, configuration and load level): its latest run"
         }
     );
-    let mut choices = vec![if night.is_none() {
-        "<strong>latest</strong>".to_string()
-    } else {
-        link(&path, &html::pareto_page(&slug), "latest")
-    }];
-    for n in view.nights_of_workload(key) {
-        choices.push(if Some(n) == night {
-            format!("<strong>{}</strong>", esc(n))
-        } else {
-            link(&path, &html::pareto_night_page(&slug, n), n)
-        });
+    // The latest page lists every night; a night's page links only to its
+    // neighbours, so a new night rewrites one old page, not all of them.
+    let nights = view.nights_of_workload(key);
+    let mut choices = Vec::new();
+    match night {
+        None => {
+            choices.push("<strong>latest</strong>".to_string());
+            for n in nights.iter().rev() {
+                choices.push(link(&path, &html::pareto_night_page(&slug, n), n));
+            }
+        }
+        Some(this) => {
+            choices.push(link(
+                &path,
+                &html::pareto_page(&slug),
+                "latest (every night)",
+            ));
+            let at = nights.iter().position(|n| *n == this).unwrap_or(0);
+            if let Some(prev) = at.checked_sub(1).and_then(|i| nights.get(i)) {
+                choices.push(link(
+                    &path,
+                    &html::pareto_night_page(&slug, prev),
+                    &format!("previous: {prev}"),
+                ));
+            }
+            choices.push(format!("<strong>{}</strong>", esc(this)));
+            if let Some(next) = nights.get(at + 1) {
+                choices.push(link(
+                    &path,
+                    &html::pareto_night_page(&slug, next),
+                    &format!("next: {next}"),
+                ));
+            }
+        }
     }
     body.push_str(&choices.join(" · "));
     body.push_str("</p></nav>\n<ul class=\"legend\">");
@@ -437,7 +460,7 @@ fn point(view: &View, p: &PointEntry) -> Page {
         ("point id".to_string(), code(&p.id)),
         (
             "hardware class".to_string(),
-            format!("{} × {}", p.gpus, esc(&p.hardware)),
+            esc(&super::model::hardware_label(p.gpus, &p.hardware)),
         ),
         (
             "engine".to_string(),

@@ -9,6 +9,7 @@ mod cli_spec;
 mod engine;
 mod lock;
 mod nightly;
+mod report;
 mod run_checks;
 mod sign;
 mod verify;
