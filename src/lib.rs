@@ -25,6 +25,7 @@ pub mod provenance;
 pub mod rng;
 pub mod run;
 pub mod sim;
+pub mod serve;
 pub mod site;
 pub mod spec;
 pub mod store;

@@ -1,7 +1,7 @@
-//! `infermark audit`, `index rebuild`, `results list|show`, `report`: reading the
+//! `infermark audit`, `index rebuild`, `results list|show`, `report`, `serve`: reading the
 //! results tree.
 
-use super::{AuditArgs, IndexCommand, InvalidInput, ReportArgs, ResultsCommand, exit};
+use super::{AuditArgs, IndexCommand, InvalidInput, ReportArgs, ResultsCommand, ServeArgs, exit};
 use crate::provenance::sign::load_public_key;
 use crate::store::RunStatus;
 use crate::store::index::{self, Index, ListFilter};
@@ -81,5 +81,27 @@ pub fn report(a: ReportArgs) -> anyhow::Result<u8> {
     };
     let report = crate::site::build(&opts)?;
     print!("{}", report.render(&opts.out));
+    Ok(exit::OK)
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let opts = crate::serve::ServeOptions {
+        results: a.results.results,
+        addr: a.addr,
+        public: a.public,
+        trust: trusted_keys(&a.trust)?.unwrap_or_default(),
+    };
+    let server = crate::serve::Server::start(&opts)?;
+    let local = server.local_addr()?;
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "warning: serving on {local}, not a loopback address: other machines can read this tree"
+        );
+    }
+    // The first stdout line is the contract with whoever started us.
+    println!("serving {} on http://{local}/", opts.results.display());
+    super::measure_cmd::runtime()?.block_on(server.run(async {
+        super::signals::shutdown_requested().await;
+    }))?;
     Ok(exit::OK)
 }
