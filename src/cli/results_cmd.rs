@@ -91,17 +91,21 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         public: a.public,
         trust: trusted_keys(&a.trust)?.unwrap_or_default(),
     };
-    let server = crate::serve::Server::start(&opts)?;
-    let local = server.local_addr()?;
-    if !local.ip().is_loopback() {
-        eprintln!(
-            "warning: serving on {local}, not a loopback address: other machines can read this tree"
-        );
-    }
-    // The first stdout line is the contract with whoever started us.
-    println!("serving {} on http://{local}/", opts.results.display());
-    super::measure_cmd::runtime()?.block_on(server.run(async {
-        super::signals::shutdown_requested().await;
-    }))?;
-    Ok(exit::OK)
+    super::measure_cmd::runtime()?.block_on(async {
+        let server = crate::serve::Server::start(&opts)?;
+        let local = server.local_addr()?;
+        if !local.ip().is_loopback() {
+            eprintln!(
+                "warning: serving on {local}, not a loopback address: other machines can read this tree"
+            );
+        }
+        // The first stdout line is the contract with whoever started us.
+        println!("serving {} on http://{local}/", opts.results.display());
+        server
+            .run(async {
+                super::signals::shutdown_requested().await;
+            })
+            .await?;
+        anyhow::Ok(exit::OK)
+    })
 }

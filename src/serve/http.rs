@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -34,6 +34,9 @@ use crate::store::bounded::{self, BoundedError};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Connections the kernel queues before they are accepted (std's default,
+/// 128, resets a burst of clients).
+pub const LISTEN_BACKLOG: u32 = 2048;
 /// Time for a request's head to arrive.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head (hyper's smallest buffer is 8 KiB).
@@ -93,9 +96,15 @@ pub(super) async fn run(
     }
 }
 
-/// A connection beyond the bound: a 503 and close, without reading it.
+/// A connection beyond the bound: a 503, then a lingering close. The
+/// request is read and dropped (a bounded amount, for a bounded time):
+/// closing with it unread would make the kernel answer with a reset, and
+/// the client could lose the 503 to it.
 async fn refuse_busy(mut tcp: TcpStream) {
-    let body = error_json(StatusCode::SERVICE_UNAVAILABLE, "too many connections; retry");
+    let body = error_json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many connections; retry",
+    );
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
@@ -104,7 +113,16 @@ async fn refuse_busy(mut tcp: TcpStream) {
     let write = async {
         tcp.write_all(head.as_bytes()).await?;
         tcp.write_all(&body).await?;
-        tcp.shutdown().await
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = MAX_HEAD_BYTES;
+        while left > 0 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        std::io::Result::Ok(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
@@ -144,7 +162,10 @@ async fn handle(site: &Arc<Site>, req: &Request<Incoming>) -> Response<Body> {
 
 async fn respond(site: &Arc<Site>, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served");
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served",
+        );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
@@ -173,9 +194,10 @@ async fn respond(site: &Arc<Site>, req: &Request<Incoming>) -> Response<Body> {
             error(StatusCode::NOT_FOUND, "no such page or document")
         }
         Ok(Err(BoundedError::Symlink { .. })) => error(StatusCode::FORBIDDEN, "a symlink"),
-        Ok(Err(BoundedError::TooLarge { .. })) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the file is too large to serve")
-        }
+        Ok(Err(BoundedError::TooLarge { .. })) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the file is too large to serve",
+        ),
         Ok(Err(e)) => {
             eprintln!("warning: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, "failed to read the file")
@@ -224,11 +246,8 @@ fn accepts_gzip(h: &HeaderMap) -> bool {
 /// Whether `if-none-match` names `etag` (or is `*`).
 fn matches(h: &HeaderMap, etag: &str) -> bool {
     h.get_all(header::IF_NONE_MATCH).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t == etag)
-        })
+        v.to_str()
+            .is_ok_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == etag))
     })
 }
 

@@ -27,11 +27,13 @@ pub mod http;
 pub mod paths;
 pub mod query;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
 
 use crate::provenance::sign::TrustedKey;
 use crate::site::{self, SiteError};
@@ -44,9 +46,7 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub enum ServeError {
     #[error(transparent)]
     Site(#[from] SiteError),
-    #[error(
-        "`--addr {0}`: not a loopback address; pass --public too to serve to other machines"
-    )]
+    #[error("`--addr {0}`: not a loopback address; pass --public too to serve to other machines")]
     NotLoopback(SocketAddr),
     #[error("failed to listen on {addr}: {source}")]
     Listen {
@@ -200,7 +200,11 @@ fn fingerprint(root: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
             paths.push(p);
         }
     }
-    paths.into_iter().map(|p| (mtime(&p), p)).map(|(t, p)| (p, t)).collect()
+    paths
+        .into_iter()
+        .map(|p| (mtime(&p), p))
+        .map(|(t, p)| (p, t))
+        .collect()
 }
 
 /// A server bound to its address, with its site built.
@@ -211,7 +215,7 @@ pub struct Server {
 
 impl Server {
     /// Builds the site and binds the address; a non-loopback address needs
-    /// `opts.public`.
+    /// `opts.public`. Call it inside the runtime that will run it.
     pub fn start(opts: &ServeOptions) -> Result<Server, ServeError> {
         if !opts.addr.ip().is_loopback() && !opts.public {
             return Err(ServeError::NotLoopback(opts.addr));
@@ -221,8 +225,14 @@ impl Server {
             addr: opts.addr,
             source,
         };
-        let listener = TcpListener::bind(opts.addr).map_err(listen)?;
-        listener.set_nonblocking(true).map_err(listen)?;
+        let socket = match opts.addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(listen)?;
+        socket.set_reuseaddr(true).map_err(listen)?;
+        socket.bind(opts.addr).map_err(listen)?;
+        let listener = socket.listen(http::LISTEN_BACKLOG).map_err(listen)?;
         Ok(Server {
             site: Arc::new(site),
             listener,
@@ -239,10 +249,7 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let addr = self.listener.local_addr().map_err(ServeError::Private)?;
-        let listener = tokio::net::TcpListener::from_std(self.listener)
-            .map_err(|source| ServeError::Listen { addr, source })?;
-        http::run(self.site, listener, shutdown).await;
+        http::run(self.site, self.listener, shutdown).await;
         Ok(())
     }
 }

@@ -96,8 +96,8 @@ pub fn parse(query: Option<&str>) -> Result<RunQuery, String> {
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = percent_decode(k, true).ok_or("malformed percent-encoding in a key")?;
-        let v = percent_decode(v, true)
-            .ok_or_else(|| format!("`{k}`: malformed percent-encoding"))?;
+        let v =
+            percent_decode(v, true).ok_or_else(|| format!("`{k}`: malformed percent-encoding"))?;
         if seen.contains(&k) {
             return Err(format!("`{k}`: given more than once"));
         }
@@ -119,9 +119,10 @@ pub fn parse(query: Option<&str>) -> Result<RunQuery, String> {
             "engine" => q.engine = Some(v),
             "night" => q.night = Some(v),
             "status" => {
-                q.status = Some(RunStatus::parse(&v).ok_or_else(|| {
-                    format!("`status={v}`: expected `completed` or `failed`")
-                })?)
+                q.status = Some(
+                    RunStatus::parse(&v)
+                        .ok_or_else(|| format!("`status={v}`: expected `completed` or `failed`"))?,
+                )
             }
             "since" => q.since = day(v)?,
             "until" => q.until = day(v)?,
@@ -149,7 +150,10 @@ impl RunQuery {
         self.hardware.as_ref().is_none_or(|h| *h == r.hardware)
             && self.model.as_ref().is_none_or(|m| *m == r.model)
             && self.engine.as_ref().is_none_or(|e| *e == r.engine)
-            && self.night.as_ref().is_none_or(|n| r.night.as_ref() == Some(n))
+            && self
+                .night
+                .as_ref()
+                .is_none_or(|n| r.night.as_ref() == Some(n))
             && self.status.is_none_or(|s| s == r.status)
             && self.since.as_ref().is_none_or(|s| day >= s.as_str())
             && self.until.as_ref().is_none_or(|u| day <= u.as_str())
@@ -270,9 +274,6 @@ mod tests {
     #[test]
     fn the_next_link_keeps_the_filters_and_moves_the_offset() {
         let q = parse(Some("night=2026-01-02&limit=2")).unwrap();
-        assert_eq!(
-            q.url(2),
-            "/api/v1/runs?night=2026-01-02&limit=2&offset=2"
-        );
+        assert_eq!(q.url(2), "/api/v1/runs?night=2026-01-02&limit=2&offset=2");
     }
 }
