@@ -11,6 +11,7 @@ mod lock;
 mod nightly;
 mod report;
 mod run_checks;
+mod serve;
 mod sign;
 mod verify;
 

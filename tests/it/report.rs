@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::support::chromium::{console_lines, headless};
 use crate::support::night::{FAST, Night, runs, sim_experiment};
 use crate::support::{infermark, json, stderr, stdout};
 
@@ -116,33 +117,6 @@ fn attr_values(html: &str, attr: &str) -> Vec<String> {
 
 // --- Chromium ---------------------------------------------------------------
 
-fn chromium() -> &'static str {
-    let found = Command::new("chromium").arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "chromium is missing: apt-get install chromium (.ci/setup installs it)"
-    );
-    "chromium"
-}
-
-fn headless(args: &[&str], url: &str) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium runs")
-}
-
 /// The DOM of `page` after its scripts ran.
 fn dump_dom(page: &Path) -> String {
     let o = headless(&["--dump-dom"], &format!("file://{}", page.display()));
@@ -163,11 +137,7 @@ fn console_messages(dir: &Path, pages: &[PathBuf]) -> Vec<String> {
     std::fs::write(&path, harness).unwrap();
     let o = headless(&["--dump-dom"], &format!("file://{}", path.display()));
     assert!(o.status.success(), "{}", stderr(&o));
-    stderr(&o)
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(str::to_string)
-        .collect()
+    console_lines(&stderr(&o))
 }
 
 fn artifacts() -> PathBuf {
