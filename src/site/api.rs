@@ -16,7 +16,7 @@
 use serde_json::{Value, json};
 
 use super::model::{Figures, NightEntry, PointEntry, RunEntry, Tree, VerdictEntry};
-use super::pages::View;
+use super::pages::{NightRow, View};
 
 /// The value of every document's `api` field.
 pub const API_VERSION: &str = "infermark.api.v1";
@@ -46,20 +46,58 @@ fn figures(f: Option<Figures>) -> Value {
     }
 }
 
-fn pins(p: &PointEntry) -> Value {
-    json!({
-        "hardware": p.hardware,
-        "gpus": p.gpus,
-        "engine": p.engine,
-        "runtime": p.runtime,
-        "image": p.image,
-        "command_sha256": p.command_sha256,
-        "model": p.model,
-        "model_pin": p.model_pin,
-        "input_tokens": p.input_tokens,
-        "output_tokens": p.output_tokens,
-        "load": p.load,
-    })
+/// The keys of a point's `pins` object, in the order the exports list them.
+pub const PIN_KEYS: [&str; 11] = [
+    "hardware",
+    "gpus",
+    "engine",
+    "runtime",
+    "image",
+    "command_sha256",
+    "model",
+    "model_pin",
+    "input_tokens",
+    "output_tokens",
+    "load",
+];
+
+/// A point's pins: the `pins` object of the documents, one value per
+/// [`PIN_KEYS`].
+pub fn pins(p: &PointEntry) -> Value {
+    let values = [
+        json!(p.hardware),
+        json!(p.gpus),
+        json!(p.engine),
+        json!(p.runtime),
+        json!(p.image),
+        json!(p.command_sha256),
+        json!(p.model),
+        json!(p.model_pin),
+        json!(p.input_tokens),
+        json!(p.output_tokens),
+        json!(p.load),
+    ];
+    Value::Object(PIN_KEYS.iter().map(|k| k.to_string()).zip(values).collect())
+}
+
+/// The fields every description of a point starts with.
+fn point_head(p: &PointEntry) -> serde_json::Map<String, Value> {
+    let mut head = serde_json::Map::new();
+    head.insert("id".into(), json!(p.id));
+    head.insert("pins".into(), pins(p));
+    head.insert("config".into(), json!(p.config));
+    head.insert("config_label".into(), json!(p.config_label));
+    head.insert("series".into(), json!(p.series));
+    head.insert("workload".into(), json!(p.workload_key()));
+    head
+}
+
+/// `head` with `rest`'s fields added.
+fn extend(mut head: serde_json::Map<String, Value>, rest: Value) -> Value {
+    if let Value::Object(rest) = rest {
+        head.extend(rest);
+    }
+    Value::Object(head)
 }
 
 /// `api/v1/index.json`.
@@ -75,19 +113,16 @@ pub fn index(tree: &Tree) -> Value {
                 .filter(|r| r.status == crate::store::RunStatus::Completed)
                 .count();
             let latest = p.latest();
-            json!({
-                "id": p.id,
-                "pins": pins(p),
-                "config": p.config,
-                "config_label": p.config_label,
-                "series": p.series,
-                "workload": p.workload_key(),
-                "completed_runs": done,
-                "failed_runs": p.runs.len() - done,
-                "latest_run": latest.map(|r| r.run_id.clone()),
-                "latest_figures": figures(latest.and_then(RunEntry::figures)),
-                "href": point_path(&p.id),
-            })
+            extend(
+                point_head(p),
+                json!({
+                    "completed_runs": done,
+                    "failed_runs": p.runs.len() - done,
+                    "latest_run": latest.map(|r| r.run_id.clone()),
+                    "latest_figures": figures(latest.and_then(RunEntry::figures)),
+                    "href": point_path(&p.id),
+                }),
+            )
         })
         .collect();
     let nights: Vec<Value> = tree
@@ -124,39 +159,35 @@ pub fn index(tree: &Tree) -> Value {
 }
 
 /// `api/v1/nights/<night>.json`.
-pub fn night(view: &View, n: &NightEntry) -> Value {
-    let points: Vec<Value> = n
-        .record
-        .points
-        .iter()
-        .map(|np| {
-            let point = view.point(&np.id);
-            let run = point.and_then(|p| {
-                p.runs
-                    .iter()
-                    .find(|r| Some(&r.run_id) == np.run_id.as_ref())
-            });
-            let previous = point.and_then(|p| view.previous(&p.series, &n.night));
-            json!({
-                "id": np.id,
-                "group": np.group,
-                "hardware": np.hardware,
-                "experiment": np.experiment,
-                "load": np.load,
-                "status": match np.status {
-                    crate::night::ledger::NightStatus::Completed => "completed",
-                    crate::night::ledger::NightStatus::Failed => "failed",
-                },
-                "run_id": np.run_id,
-                "reason": np.reason,
-                "figures": figures(run.and_then(RunEntry::figures)),
-                "previous": previous.map(|r| json!({
-                    "night": r.night,
-                    "run_id": r.run_id,
-                    "figures": figures(r.figures()),
-                })),
-            })
-        })
+pub fn night<'a>(view: &View<'a>, n: &'a NightEntry) -> Value {
+    let points: Vec<Value> = view
+        .night_rows(n)
+        .into_iter()
+        .map(
+            |NightRow {
+                 np, run, previous, ..
+             }| {
+                json!({
+                    "id": np.id,
+                    "group": np.group,
+                    "hardware": np.hardware,
+                    "experiment": np.experiment,
+                    "load": np.load,
+                    "status": match np.status {
+                        crate::night::ledger::NightStatus::Completed => "completed",
+                        crate::night::ledger::NightStatus::Failed => "failed",
+                    },
+                    "run_id": np.run_id,
+                    "reason": np.reason,
+                    "figures": figures(run.and_then(RunEntry::figures)),
+                    "previous": previous.map(|r| json!({
+                        "night": r.night,
+                        "run_id": r.run_id,
+                        "figures": figures(r.figures()),
+                    })),
+                })
+            },
+        )
         .collect();
     json!({
         "api": API_VERSION,
@@ -192,26 +223,24 @@ fn verdict(v: &VerdictEntry) -> Value {
 /// `api/v1/points/<id>.json`.
 pub fn point(p: &PointEntry) -> Value {
     let canonical: Value = serde_json::from_str(&p.canonical).unwrap_or(Value::Null);
-    json!({
-        "api": API_VERSION,
-        "id": p.id,
-        "pins": pins(p),
-        "config": p.config,
-        "config_label": p.config_label,
-        "series": p.series,
-        "workload": p.workload_key(),
-        "canonical": canonical,
-        "point_file": super::html::raw_file(&format!("points/{}/point.json", p.id)),
-        "reproduce": format!("infermark verify {}", p.id),
-        "runs": p.runs.iter().map(|r| json!({
-            "run_id": r.run_id,
-            "status": r.status.as_str(),
-            "night": r.night,
-            "figures": figures(r.figures()),
-            "href": run_path(&r.run_id),
-        })).collect::<Vec<_>>(),
-        "verdicts": p.verdicts.iter().map(verdict).collect::<Vec<_>>(),
-    })
+    let mut head = point_head(p);
+    head.insert("api".into(), json!(API_VERSION));
+    extend(
+        head,
+        json!({
+            "canonical": canonical,
+            "point_file": super::html::raw_file(&format!("points/{}/point.json", p.id)),
+            "reproduce": format!("infermark verify {}", p.id),
+            "runs": p.runs.iter().map(|r| json!({
+                "run_id": r.run_id,
+                "status": r.status.as_str(),
+                "night": r.night,
+                "figures": figures(r.figures()),
+                "href": run_path(&r.run_id),
+            })).collect::<Vec<_>>(),
+            "verdicts": p.verdicts.iter().map(verdict).collect::<Vec<_>>(),
+        }),
+    )
 }
 
 /// `api/v1/runs/<run-id>.json`.

@@ -1,7 +1,7 @@
 //! `runs.csv` and `runs.jsonl`: one row per run, completed or failed, with
 //! the same columns in the same order in both.
 //!
-//! The columns are the run's identity and pins ([`FIXED`]) followed by
+//! The columns are the run's identity and pins ([`fixed_columns`]) followed by
 //! every field of `summary.json`, flattened with `.` (`throughput.
 //! output_tokens_per_s`, `latency.ttft.p99_ms`, ...). The summary columns
 //! are taken from the summary format itself (a summary of no records), so
@@ -10,31 +10,24 @@
 
 use serde_json::{Map, Value};
 
+use super::api;
 use super::model::{PointEntry, RunEntry, Tree};
 use crate::metrics::{Slo, SummaryContext};
 
-/// The columns before the summary's.
-pub const FIXED: [&str; 19] = [
-    "point_id",
-    "run_id",
-    "status",
-    "night",
-    "hardware",
-    "gpus",
-    "engine",
-    "runtime",
-    "image",
-    "command_sha256",
-    "model",
-    "model_pin",
-    "input_tokens",
-    "output_tokens",
-    "load",
-    "started_at",
-    "finished_at",
-    "reason",
-    "statement_sha256",
-];
+/// The columns before the pins.
+const HEAD: [&str; 4] = ["point_id", "run_id", "status", "night"];
+/// The columns after the pins, before the summary's.
+const TAIL: [&str; 4] = ["started_at", "finished_at", "reason", "statement_sha256"];
+
+/// The columns before the summary's: [`HEAD`], the pins
+/// ([`api::PIN_KEYS`]), [`TAIL`].
+pub fn fixed_columns() -> Vec<&'static str> {
+    HEAD.iter()
+        .chain(api::PIN_KEYS.iter())
+        .chain(TAIL.iter())
+        .copied()
+        .collect()
+}
 
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     match v {
@@ -77,27 +70,24 @@ pub fn summary_columns() -> Vec<String> {
 
 fn row(p: &PointEntry, r: &RunEntry, summary_cols: &[String]) -> Vec<(String, Value)> {
     let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    let pins = api::pins(p);
     let mut out: Vec<(String, Value)> = vec![
         ("point_id".into(), p.id.clone().into()),
         ("run_id".into(), r.run_id.clone().into()),
         ("status".into(), r.status.as_str().into()),
         ("night".into(), opt(&r.night)),
-        ("hardware".into(), p.hardware.clone().into()),
-        ("gpus".into(), p.gpus.into()),
-        ("engine".into(), p.engine.clone().into()),
-        ("runtime".into(), p.runtime.clone().into()),
-        ("image".into(), opt(&p.image)),
-        ("command_sha256".into(), opt(&p.command_sha256)),
-        ("model".into(), p.model.clone().into()),
-        ("model_pin".into(), opt(&p.model_pin)),
-        ("input_tokens".into(), p.input_tokens.into()),
-        ("output_tokens".into(), p.output_tokens.into()),
-        ("load".into(), p.load.clone().into()),
+    ];
+    out.extend(
+        api::PIN_KEYS
+            .iter()
+            .map(|k| (k.to_string(), pins[k].clone())),
+    );
+    out.extend([
         ("started_at".into(), r.started_at.clone().into()),
         ("finished_at".into(), r.finished_at.clone().into()),
         ("reason".into(), opt(&r.reason)),
         ("statement_sha256".into(), opt(&r.derived.statement_sha256)),
-    ];
+    ]);
     let mut values = Map::new();
     if let Some(s) = &r.summary {
         let mut flat = Vec::new();
@@ -129,7 +119,7 @@ fn csv_field(v: &Value) -> String {
 pub fn runs(tree: &Tree) -> (Vec<u8>, Vec<u8>) {
     let cols = summary_columns();
     let mut csv = String::new();
-    let header: Vec<String> = FIXED
+    let header: Vec<String> = fixed_columns()
         .iter()
         .map(|s| s.to_string())
         .chain(cols.iter().cloned())
@@ -172,7 +162,7 @@ mod tests {
                 "{c} in {cols:?}"
             );
         }
-        for f in FIXED {
+        for f in fixed_columns() {
             assert!(!cols.iter().any(|c| c == f), "{f} twice");
         }
     }

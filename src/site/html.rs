@@ -155,14 +155,7 @@ pub fn kv_rows(pairs: &[(String, String)]) -> Vec<String> {
 /// A name made safe for a path component: ASCII letters, digits, `.`,
 /// `_` and `-`, and never `.` or `..`; `None` otherwise.
 pub fn safe_component(name: &str) -> Option<&str> {
-    let ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    ok.then_some(name)
+    crate::store::layout::is_plain_name(name, 128).then_some(name)
 }
 
 /// A readable path slug of `text` with a short hash, unique per text.

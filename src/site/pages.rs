@@ -18,6 +18,14 @@ use crate::metrics::stats::LatencyStats;
 use crate::night::ledger::NightStatus;
 use crate::store::RunStatus;
 
+/// A point of a night, as [`View::night_rows`] finds it.
+pub struct NightRow<'a> {
+    pub np: &'a crate::night::ledger::NightPoint,
+    pub point: Option<&'a PointEntry>,
+    pub run: Option<&'a RunEntry>,
+    pub previous: Option<&'a RunEntry>,
+}
+
 /// The tree with the lookups the pages need.
 pub struct View<'a> {
     pub tree: &'a Tree,
@@ -57,6 +65,30 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Each point of a night record with its point and run, when the tree
+    /// holds them, and the same series' run in the latest earlier night.
+    pub fn night_rows(&self, n: &'a NightEntry) -> Vec<NightRow<'a>> {
+        n.record
+            .points
+            .iter()
+            .map(|np| {
+                let point = self.point(&np.id);
+                let run = point.and_then(|p| {
+                    p.runs
+                        .iter()
+                        .find(|r| Some(&r.run_id) == np.run_id.as_ref())
+                });
+                let previous = point.and_then(|p| self.previous(&p.series, &n.night));
+                NightRow {
+                    np,
+                    point,
+                    run,
+                    previous,
+                }
+            })
+            .collect()
+    }
+
     /// The point of `id`.
     pub fn point(&self, id: &str) -> Option<&'a PointEntry> {
         self.by_id.get(id).map(|&i| &self.tree.points[i])
@@ -85,6 +117,16 @@ impl<'a> View<'a> {
         nights.dedup();
         nights
     }
+}
+
+/// Links to a stored file's copy and to its API document.
+fn sources(from: &str, raw: &str, api: &str, what: &str) -> String {
+    let name = raw.rsplit('/').next().unwrap_or(raw);
+    format!(
+        "{} · {}",
+        link(from, &raw_file(raw), name),
+        link(from, api, &format!("this {what} in the JSON API"))
+    )
 }
 
 fn short(id: &str) -> &str {
@@ -497,16 +539,12 @@ fn point(view: &View, p: &PointEntry) -> Page {
         .unwrap_or_else(|| "<commit>".to_string());
     let _ = write!(
         body,
-        "<h2>Reproduce</h2><p>With this results tree (or the point's files) at hand:</p><pre><code>infermark verify {id}</code></pre><p>With the harness that measured it, from its flake:</p><pre><code>git checkout {commit}\nnix run . -- verify {id}</code></pre><p>{} · {}</p>\n",
-        link(
+        "<h2>Reproduce</h2><p>With this results tree (or the point's files) at hand:</p><pre><code>infermark verify {id}</code></pre><p>With the harness that measured it, from its flake:</p><pre><code>git checkout {commit}\nnix run . -- verify {id}</code></pre><p>{}</p>\n",
+        sources(
             &path,
-            &raw_file(&format!("points/{}/point.json", p.id)),
-            "point.json (canonical bytes)"
-        ),
-        link(
-            &path,
-            &format!("api/v1/points/{}.json", p.id),
-            "this point in the JSON API"
+            &format!("points/{}/point.json", p.id),
+            &super::api::point_path(&p.id),
+            "point"
         ),
         id = esc(&p.id),
         commit = esc(&commit),
@@ -678,7 +716,7 @@ fn run(p: &PointEntry, r: &RunEntry) -> Page {
         },
         link(
             &path,
-            &format!("api/v1/runs/{}.json", r.run_id),
+            &super::api::run_path(&r.run_id),
             "this run in the JSON API"
         ),
     );
@@ -860,23 +898,14 @@ fn delta(now: Option<f64>, before: Option<f64>) -> String {
     }
 }
 
-fn night(view: &View, n: &NightEntry) -> Page {
+fn night<'a>(view: &View<'a>, n: &'a NightEntry) -> Page {
     let path = html::night_page(&n.night);
-    let rows: Vec<String> = n
-        .record
-        .points
-        .iter()
-        .map(|np| {
-            let point = view.point(&np.id);
-            let run = point.and_then(|p| {
-                p.runs
-                    .iter()
-                    .find(|r| Some(&r.run_id) == np.run_id.as_ref())
-            });
+    let rows: Vec<String> = view
+        .night_rows(n)
+        .into_iter()
+        .map(|NightRow { np, point, run, previous }| {
             let f = run.and_then(RunEntry::figures);
-            let before = point
-                .and_then(|p| view.previous(&p.series, &n.night))
-                .and_then(RunEntry::figures);
+            let before = previous.and_then(RunEntry::figures);
             let point_cell = match point {
                 Some(p) => link(&path, &point_page(&p.id), short(&p.id)),
                 None => format!("<span class=\"id\">{}</span>", esc(short(&np.id))),
@@ -906,17 +935,13 @@ fn night(view: &View, n: &NightEntry) -> Page {
         .collect();
     let (done, failed) = n.counts();
     let mut body = format!(
-        "<p>{done} points completed, {failed} failed, on {}. Each change is against the same series' run in the latest earlier night. {} · {}</p>",
+        "<p>{done} points completed, {failed} failed, on {}. Each change is against the same series' run in the latest earlier night. {}</p>",
         esc(&n.record.hardware_classes.join(", ")),
-        link(
+        sources(
             &path,
-            &raw_file(&format!("nights/{}/night.json", n.night)),
-            "night.json"
-        ),
-        link(
-            &path,
-            &format!("api/v1/nights/{}.json", n.night),
-            "this night in the JSON API"
+            &format!("nights/{}/night.json", n.night),
+            &super::api::night_path(&n.night),
+            "night"
         ),
     );
     body.push_str(&table(

@@ -22,7 +22,13 @@ fn strings() -> Value {
     json!({ "type": "array", "items": { "type": "string" } })
 }
 
-fn object(props: Value, required: &[&str]) -> Value {
+/// An object whose every listed property is required and no other allowed:
+/// the documents write each field, `null` when it has no value.
+fn object(props: Value) -> Value {
+    let required: Vec<&String> = props
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
     json!({
         "type": "object",
         "properties": props,
@@ -32,47 +38,36 @@ fn object(props: Value, required: &[&str]) -> Value {
 }
 
 fn figures() -> Value {
-    let mut f = object(
-        json!({
-            "output_tok_s_per_gpu": { "type": "number", "description": "output tokens/s per GPU (per machine for a CPU point)" },
-            "tok_s_per_user": { "type": "number", "description": "median interactivity, 1000 / TPOT" },
-            "median_e2el_ms": { "type": "number" },
-        }),
-        &["output_tok_s_per_gpu", "tok_s_per_user", "median_e2el_ms"],
-    );
+    let mut f = object(json!({
+        "output_tok_s_per_gpu": { "type": "number", "description": "output tokens/s per GPU (per machine for a CPU point)" },
+        "tok_s_per_user": { "type": "number", "description": "median interactivity, 1000 / TPOT" },
+        "median_e2el_ms": { "type": "number" },
+    }));
     f["type"] = json!(["object", "null"]);
     f
 }
 
 fn pins() -> Value {
-    object(
-        json!({
-            "hardware": { "type": "string" },
-            "gpus": { "type": "integer", "minimum": 0 },
-            "engine": { "type": "string" },
-            "runtime": { "type": "string" },
-            "image": nullable("string"),
-            "command_sha256": nullable("string"),
-            "model": { "type": "string" },
-            "model_pin": nullable("string"),
-            "input_tokens": { "type": "integer", "minimum": 0 },
-            "output_tokens": { "type": "integer", "minimum": 0 },
-            "load": { "type": "string" },
-        }),
-        &[
-            "hardware",
-            "gpus",
-            "engine",
-            "runtime",
-            "image",
-            "command_sha256",
-            "model",
-            "model_pin",
-            "input_tokens",
-            "output_tokens",
-            "load",
-        ],
-    )
+    let types = [
+        json!({ "type": "string" }),
+        json!({ "type": "integer", "minimum": 0 }),
+        json!({ "type": "string" }),
+        json!({ "type": "string" }),
+        nullable("string"),
+        nullable("string"),
+        json!({ "type": "string" }),
+        nullable("string"),
+        json!({ "type": "integer", "minimum": 0 }),
+        json!({ "type": "integer", "minimum": 0 }),
+        json!({ "type": "string" }),
+    ];
+    object(Value::Object(
+        super::api::PIN_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .zip(types)
+            .collect(),
+    ))
 }
 
 fn header(id: &str, title: &str, mut schema: Value) -> Value {
@@ -86,222 +81,131 @@ fn api_field() -> Value {
     json!({ "const": API_VERSION })
 }
 
+/// A point's description: the fields every one starts with (as
+/// `api::point_head` writes them), then `rest`.
+fn point_object(rest: Value) -> Value {
+    let mut props = json!({
+        "id": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
+        "pins": pins(),
+        "config": { "type": "string" },
+        "config_label": { "type": "string" },
+        "series": { "type": "string" },
+        "workload": { "type": "string" },
+    });
+    if let (Some(p), Value::Object(rest)) = (props.as_object_mut(), rest) {
+        p.extend(rest);
+    }
+    object(props)
+}
+
 /// `schema/index.json`.
 pub fn index() -> Value {
-    let point = object(
-        json!({
-            "id": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
-            "pins": pins(),
-            "config": { "type": "string" },
-            "config_label": { "type": "string" },
-            "series": { "type": "string" },
-            "workload": { "type": "string" },
-            "completed_runs": { "type": "integer", "minimum": 0 },
-            "failed_runs": { "type": "integer", "minimum": 0 },
-            "latest_run": nullable("string"),
-            "latest_figures": figures(),
-            "href": { "type": "string" },
-        }),
-        &[
-            "id",
-            "pins",
-            "config",
-            "config_label",
-            "series",
-            "workload",
-            "completed_runs",
-            "failed_runs",
-            "latest_run",
-            "latest_figures",
-            "href",
-        ],
-    );
-    let night = object(
-        json!({
-            "night": { "type": "string" },
-            "hardware_classes": strings(),
-            "completed": { "type": "integer", "minimum": 0 },
-            "failed": { "type": "integer", "minimum": 0 },
-            "href": { "type": "string" },
-        }),
-        &["night", "hardware_classes", "completed", "failed", "href"],
-    );
-    let workload = object(
-        json!({
-            "workload": { "type": "string" },
-            "page": { "type": "string" },
-            "points": strings(),
-        }),
-        &["workload", "page", "points"],
-    );
+    let point = point_object(json!({
+        "completed_runs": { "type": "integer", "minimum": 0 },
+        "failed_runs": { "type": "integer", "minimum": 0 },
+        "latest_run": nullable("string"),
+        "latest_figures": figures(),
+        "href": { "type": "string" },
+    }));
+    let night = object(json!({
+        "night": { "type": "string" },
+        "hardware_classes": strings(),
+        "completed": { "type": "integer", "minimum": 0 },
+        "failed": { "type": "integer", "minimum": 0 },
+        "href": { "type": "string" },
+    }));
+    let workload = object(json!({
+        "workload": { "type": "string" },
+        "page": { "type": "string" },
+        "points": strings(),
+    }));
     header(
         "index.json",
         "infermark API v1: index",
-        object(
-            json!({
-                "api": api_field(),
-                "points": { "type": "array", "items": point },
-                "nights": { "type": "array", "items": night },
-                "workloads": { "type": "array", "items": workload },
-            }),
-            &["api", "points", "nights", "workloads"],
-        ),
+        object(json!({
+            "api": api_field(),
+            "points": { "type": "array", "items": point },
+            "nights": { "type": "array", "items": night },
+            "workloads": { "type": "array", "items": workload },
+        })),
     )
 }
 
 /// `schema/night.json`.
 pub fn night() -> Value {
-    let mut previous = object(
-        json!({
-            "night": nullable("string"),
-            "run_id": { "type": "string" },
-            "figures": figures(),
-        }),
-        &["night", "run_id", "figures"],
-    );
+    let mut previous = object(json!({
+        "night": nullable("string"),
+        "run_id": { "type": "string" },
+        "figures": figures(),
+    }));
     previous["type"] = json!(["object", "null"]);
-    let point = object(
-        json!({
-            "id": { "type": "string" },
-            "group": { "type": "string" },
-            "hardware": { "type": "string" },
-            "experiment": { "type": "string" },
-            "load": { "type": "string" },
-            "status": { "enum": ["completed", "failed"] },
-            "run_id": nullable("string"),
-            "reason": nullable("string"),
-            "figures": figures(),
-            "previous": previous,
-        }),
-        &[
-            "id",
-            "group",
-            "hardware",
-            "experiment",
-            "load",
-            "status",
-            "run_id",
-            "reason",
-            "figures",
-            "previous",
-        ],
-    );
+    let point = object(json!({
+        "id": { "type": "string" },
+        "group": { "type": "string" },
+        "hardware": { "type": "string" },
+        "experiment": { "type": "string" },
+        "load": { "type": "string" },
+        "status": { "enum": ["completed", "failed"] },
+        "run_id": nullable("string"),
+        "reason": nullable("string"),
+        "figures": figures(),
+        "previous": previous,
+    }));
     header(
         "night.json",
         "infermark API v1: night",
-        object(
-            json!({
-                "api": api_field(),
-                "night": { "type": "string" },
-                "hardware_classes": strings(),
-                "locks": { "type": "object", "additionalProperties": { "type": "string" } },
-                "updated_at": { "type": "string" },
-                "points": { "type": "array", "items": point },
-            }),
-            &[
-                "api",
-                "night",
-                "hardware_classes",
-                "locks",
-                "updated_at",
-                "points",
-            ],
-        ),
+        object(json!({
+            "api": api_field(),
+            "night": { "type": "string" },
+            "hardware_classes": strings(),
+            "locks": { "type": "object", "additionalProperties": { "type": "string" } },
+            "updated_at": { "type": "string" },
+            "points": { "type": "array", "items": point },
+        })),
     )
 }
 
 /// `schema/point.json`.
 pub fn point() -> Value {
-    let run = object(
-        json!({
-            "run_id": { "type": "string" },
-            "status": { "enum": ["completed", "failed"] },
-            "night": nullable("string"),
-            "figures": figures(),
-            "href": { "type": "string" },
-        }),
-        &["run_id", "status", "night", "figures", "href"],
-    );
-    let mut interval = object(
-        json!({ "lo": { "type": "number" }, "hi": { "type": "number" } }),
-        &["lo", "hi"],
-    );
+    let run = object(json!({
+        "run_id": { "type": "string" },
+        "status": { "enum": ["completed", "failed"] },
+        "night": nullable("string"),
+        "figures": figures(),
+        "href": { "type": "string" },
+    }));
+    let mut interval = object(json!({ "lo": { "type": "number" }, "hi": { "type": "number" } }));
     interval["type"] = json!(["object", "null"]);
-    let metric = object(
-        json!({
-            "metric": { "type": "string" },
-            "unit": { "type": "string" },
-            "reported": nullable("number"),
-            "remeasured": nullable("number"),
-            "ratio": nullable("number"),
-            "interval": interval,
-            "band": nullable("number"),
-            "verdict": { "enum": ["REPRODUCED", "NOT REPRODUCED", "INCONCLUSIVE", null] },
-        }),
-        &[
-            "metric",
-            "unit",
-            "reported",
-            "remeasured",
-            "ratio",
-            "interval",
-            "band",
-            "verdict",
-        ],
-    );
-    let verdict = object(
-        json!({
-            "verdict_id": { "type": "string" },
-            "result": { "enum": ["REPRODUCED", "NOT REPRODUCED", "INCONCLUSIVE"] },
-            "time_verified": { "type": "string" },
-            "reported_run": { "type": "string" },
-            "reruns": { "type": "integer", "minimum": 0 },
-            "file": { "type": "string" },
-            "metrics": { "type": "array", "items": metric },
-        }),
-        &[
-            "verdict_id",
-            "result",
-            "time_verified",
-            "reported_run",
-            "reruns",
-            "file",
-            "metrics",
-        ],
-    );
+    let metric = object(json!({
+        "metric": { "type": "string" },
+        "unit": { "type": "string" },
+        "reported": nullable("number"),
+        "remeasured": nullable("number"),
+        "ratio": nullable("number"),
+        "interval": interval,
+        "band": nullable("number"),
+        "verdict": { "enum": ["REPRODUCED", "NOT REPRODUCED", "INCONCLUSIVE", null] },
+    }));
+    let verdict = object(json!({
+        "verdict_id": { "type": "string" },
+        "result": { "enum": ["REPRODUCED", "NOT REPRODUCED", "INCONCLUSIVE"] },
+        "time_verified": { "type": "string" },
+        "reported_run": { "type": "string" },
+        "reruns": { "type": "integer", "minimum": 0 },
+        "file": { "type": "string" },
+        "metrics": { "type": "array", "items": metric },
+    }));
     header(
         "point.json",
         "infermark API v1: point",
-        object(
-            json!({
-                "api": api_field(),
-                "id": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
-                "pins": pins(),
-                "config": { "type": "string" },
-                "config_label": { "type": "string" },
-                "series": { "type": "string" },
-                "workload": { "type": "string" },
-                "canonical": { "type": "object", "description": "the point's canonical JSON (point.json)" },
-                "point_file": { "type": "string" },
-                "reproduce": { "type": "string" },
-                "runs": { "type": "array", "items": run },
-                "verdicts": { "type": "array", "items": verdict },
-            }),
-            &[
-                "api",
-                "id",
-                "pins",
-                "config",
-                "config_label",
-                "series",
-                "workload",
-                "canonical",
-                "point_file",
-                "reproduce",
-                "runs",
-                "verdicts",
-            ],
-        ),
+        point_object(json!({
+            "api": api_field(),
+            "canonical": { "type": "object", "description": "the point's canonical JSON (point.json)" },
+            "point_file": { "type": "string" },
+            "reproduce": { "type": "string" },
+            "runs": { "type": "array", "items": run },
+            "verdicts": { "type": "array", "items": verdict },
+        })),
     )
 }
 
@@ -311,68 +215,47 @@ pub fn run() -> Value {
     header(
         "run.json",
         "infermark API v1: run",
-        object(
-            json!({
-                "api": api_field(),
-                "run_id": { "type": "string" },
-                "point_id": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
-                "status": { "enum": ["completed", "failed"] },
-                "night": nullable("string"),
-                "started_at": { "type": "string" },
-                "finished_at": { "type": "string" },
-                "reason": nullable("string"),
-                "figures": figures(),
-                "summary": {
-                    "type": ["object", "null"],
-                    "description": "summary.json as stored (infermark.summary.v1; docs/metrics.md)",
-                    "required": ["format", "point_id", "counts", "throughput", "latency", "interactivity"],
-                    "properties": { "format": { "const": "infermark.summary.v1" } },
-                },
-                "provenance": object(
-                    json!({
-                        "statement_sha256": nullable("string"),
-                        "signature": { "enum": ["unsigned", "signed", "trusted", "invalid"] },
-                        "keyids": strings(),
-                        "signature_problem": nullable("string"),
-                        "harness": {
-                            "type": ["object", "null"],
-                            "properties": { "version": { "type": "string" }, "commit": { "type": "string" } },
-                            "required": ["version", "commit"],
-                            "additionalProperties": false,
-                        },
-                    }),
-                    &["statement_sha256", "signature", "keyids", "signature_problem", "harness"],
-                ),
-                "audit": object(
-                    json!({
-                        "status": { "enum": ["clean", "problems", "not_audited"] },
-                        "problems": strings(),
-                    }),
-                    &["status", "problems"],
-                ),
-                "cdf_ms": object(
-                    json!({ "ttft": numbers, "itl": numbers, "e2el": numbers }),
-                    &["ttft", "itl", "e2el"],
-                ),
-                "files": strings(),
-            }),
-            &[
-                "api",
-                "run_id",
-                "point_id",
-                "status",
-                "night",
-                "started_at",
-                "finished_at",
-                "reason",
-                "figures",
-                "summary",
-                "provenance",
-                "audit",
-                "cdf_ms",
-                "files",
-            ],
-        ),
+        object(json!({
+            "api": api_field(),
+            "run_id": { "type": "string" },
+            "point_id": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
+            "status": { "enum": ["completed", "failed"] },
+            "night": nullable("string"),
+            "started_at": { "type": "string" },
+            "finished_at": { "type": "string" },
+            "reason": nullable("string"),
+            "figures": figures(),
+            "summary": {
+                "type": ["object", "null"],
+                "description": "summary.json as stored (infermark.summary.v1; docs/metrics.md)",
+                "required": ["format", "point_id", "counts", "throughput", "latency", "interactivity"],
+                "properties": { "format": { "const": "infermark.summary.v1" } },
+            },
+            "provenance": object(
+                json!({
+                    "statement_sha256": nullable("string"),
+                    "signature": { "enum": ["unsigned", "signed", "trusted", "invalid"] },
+                    "keyids": strings(),
+                    "signature_problem": nullable("string"),
+                    "harness": {
+                        "type": ["object", "null"],
+                        "properties": { "version": { "type": "string" }, "commit": { "type": "string" } },
+                        "required": ["version", "commit"],
+                        "additionalProperties": false,
+                    },
+                }),
+            ),
+            "audit": object(
+                json!({
+                    "status": { "enum": ["clean", "problems", "not_audited"] },
+                    "problems": strings(),
+                }),
+            ),
+            "cdf_ms": object(
+                json!({ "ttft": numbers, "itl": numbers, "e2el": numbers }),
+            ),
+            "files": strings(),
+        })),
     )
 }
 

@@ -554,3 +554,140 @@ fn a_missing_results_dir_or_a_symlinked_file_is_refused_naming_it() {
         stderr(&o)
     );
 }
+
+// --- the benchmark -------------------------------------------------------
+
+/// Writes `nights` nights of `points` runs each into `results`, from the
+/// template run's records scaled per run (so figures differ), each run
+/// with its summary and statement as a real run has them.
+fn synthesise(
+    results: &Path,
+    template: &Path,
+    points: &[infermark::spec::Point],
+    nights: std::ops::Range<usize>,
+) {
+    use infermark::metrics::{self, SummaryContext};
+    use infermark::night::ledger::{NightPoint, NightRecord, NightStatus, night_path};
+    use infermark::provenance::{RunPredicate, Statement};
+    let records = metrics::read_records(&template.join("requests.jsonl")).unwrap();
+    let environment = std::fs::read(template.join("environment.json")).unwrap();
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+    for night in nights {
+        let name = format!("2027-{:02}-{:02}", 1 + night / 28, 1 + night % 28);
+        let mut record = NightRecord::new(&name);
+        record.hardware_classes = vec!["cpu".to_string()];
+        for (i, point) in points.iter().enumerate() {
+            let point_dir = results.join("points").join(point.id());
+            std::fs::create_dir_all(&point_dir).unwrap();
+            std::fs::write(point_dir.join("point.json"), point.canonical_bytes()).unwrap();
+            let run_id = format!("20270101T{:06}Z-{:08x}", night, i);
+            let dir = point_dir.join("runs").join(&run_id);
+            std::fs::create_dir_all(&dir).unwrap();
+            let f = 0.8 + ((night * 31 + i * 17) % 45) as f64 / 100.0;
+            let scale = |ns: u64| (ns as f64 * f) as u64;
+            let mut scaled = records.clone();
+            for r in &mut scaled {
+                r.scheduled_ns = scale(r.scheduled_ns);
+                r.sent_ns = scale(r.sent_ns);
+                r.stale_sent_ns = r.stale_sent_ns.map(scale);
+                r.first_token_ns = r.first_token_ns.map(scale);
+                r.end_ns = scale(r.end_ns);
+                for c in &mut r.chunks {
+                    c.t_ns = scale(c.t_ns);
+                    c.server_ns = c.server_ns.map(scale);
+                }
+            }
+            let summary = metrics::summarize(
+                &scaled,
+                &SummaryContext {
+                    point_id: point.id().to_string(),
+                    gpus: 0,
+                    slo: Default::default(),
+                },
+            );
+            metrics::write_records(&dir.join("requests.jsonl"), &scaled).unwrap();
+            metrics::write_summary(&dir.join("summary.json"), &summary).unwrap();
+            std::fs::write(dir.join("environment.json"), &environment).unwrap();
+            std::fs::write(dir.join("engine.log"), "synthesised\n").unwrap();
+            let started = t0 + std::time::Duration::from_secs((night * 1000 + i) as u64);
+            let predicate = RunPredicate::new(point, &run_id, started, started, false);
+            let statement = Statement::for_run(&dir, &point_dir, predicate).unwrap();
+            std::fs::write(dir.join("provenance.json"), statement.to_json().unwrap()).unwrap();
+            record.points.push(NightPoint {
+                id: point.id().to_string(),
+                group: format!("g{}", i % 2),
+                hardware: "cpu".to_string(),
+                experiment: format!("sim-{}", i % 2),
+                load: "synthesised".to_string(),
+                status: NightStatus::Completed,
+                run_id: Some(run_id),
+                reason: None,
+            });
+        }
+        record.save(&night_path(results, &name)).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "benchmark, prints figures: cargo test --release --test it -- --ignored --nocapture report::bench_"]
+fn bench_report_of_10000_runs_full_and_after_one_night() {
+    let f = fixture();
+    let template = runs(&f.night.results(), "runs")[0].clone();
+    // 100 points: two configurations × 50 load levels, 100 nights of each.
+    let mut points = Vec::new();
+    for (name, args) in [
+        ("sim-a", FAST),
+        ("sim-b", r#"["--ttft-ms", "8", "--itl-ms", "2"]"#),
+    ] {
+        let levels: Vec<String> = (1..=50).map(|c| c.to_string()).collect();
+        let text = sim_experiment(name, args).replace(
+            "concurrency = [1, 4]",
+            &format!("concurrency = [{}]", levels.join(", ")),
+        );
+        let exp = infermark::spec::parse(Path::new("bench.toml"), &text).unwrap();
+        points.extend(exp.points(&infermark::spec::NoPins).unwrap());
+    }
+    assert_eq!(points.len(), 100);
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let started = std::time::Instant::now();
+    synthesise(&results, &template, &points, 0..100);
+    println!(
+        "synthesised 10000 runs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let opts = infermark::site::BuildOptions {
+        results: results.clone(),
+        out: dir.path().join("site"),
+        trust: Vec::new(),
+    };
+    let t = std::time::Instant::now();
+    let full = infermark::site::build(&opts).unwrap();
+    let full_s = t.elapsed().as_secs_f64();
+    assert_eq!(full.runs, 10_000);
+    synthesise(&results, &template, &points, 100..101);
+    let t = std::time::Instant::now();
+    let incremental = infermark::site::build(&opts).unwrap();
+    let incremental_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let unchanged = infermark::site::build(&opts).unwrap();
+    let unchanged_s = t.elapsed().as_secs_f64();
+    let (page, size) = full.largest_page.clone().unwrap();
+    let (page2, size2) = incremental.largest_page.clone().unwrap();
+    println!(
+        "full build: {full_s:.2} s, {} files written, {} runs derived",
+        full.write.written.len(),
+        full.derived_runs
+    );
+    println!(
+        "after one more night (100 runs): {incremental_s:.2} s, {} files written, {} removed, {} runs derived",
+        incremental.write.written.len(),
+        incremental.write.removed.len(),
+        incremental.derived_runs
+    );
+    println!(
+        "nothing changed: {unchanged_s:.2} s, {} files written",
+        unchanged.write.written.len()
+    );
+    println!("largest page: {page} {size} bytes; after the new night: {page2} {size2} bytes");
+}
