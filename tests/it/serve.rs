@@ -98,7 +98,11 @@ impl Reply {
 /// Sends `head` (the request line and headers, without the blank line)
 /// on a fresh connection and reads the response to its end.
 fn raw(addr: SocketAddr, head: &str) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
+    exchange(TcpStream::connect(addr).unwrap(), addr, head)
+}
+
+/// [`raw`] on a connection already open.
+fn exchange(mut s: TcpStream, addr: SocketAddr, head: &str) -> Reply {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "{head}\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
     let mut bytes = Vec::new();
@@ -341,8 +345,17 @@ fn other_methods_bodies_and_oversize_heads_are_refused_with_their_status() {
 fn a_thousand_concurrent_connections_are_answered_or_refused_with_503_and_it_answers_after() {
     let s = serve(&tree().results());
     let addr = s.addr;
+    // All 1,000 connect first, then each sends its GET.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(1000));
     let handles: Vec<_> = (0..1000)
-        .map(|_| std::thread::spawn(move || get(addr, "/api/v1/index.json").status))
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let s = TcpStream::connect(addr).unwrap();
+                barrier.wait();
+                exchange(s, addr, "GET /api/v1/index.json HTTP/1.1").status
+            })
+        })
         .collect();
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let ok = statuses.iter().filter(|s| **s == 200).count();
@@ -350,6 +363,23 @@ fn a_thousand_concurrent_connections_are_answered_or_refused_with_503_and_it_ans
     assert_eq!(ok + busy, 1000, "{statuses:?}");
     assert!(ok > 0);
     assert_eq!(get(addr, "/api/v1/index.json").status, 200);
+}
+
+#[test]
+fn a_connection_beyond_the_bound_gets_a_503_json_error_and_held_ones_are_still_answered() {
+    let s = serve(&tree().results());
+    // Idle connections hold every slot (until their head's timeout); the
+    // kernel's queue is first in, first out, so the next one accepted is
+    // beyond the bound.
+    let mut held: Vec<TcpStream> = (0..infermark::serve::http::MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    let refused = get(s.addr, "/api/v1/index.json");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["status"], 503);
+    let one = held.pop().unwrap();
+    let answered = exchange(one, s.addr, "GET /api/v1/index.json HTTP/1.1");
+    assert_eq!(answered.status, 200);
 }
 
 #[test]
