@@ -92,6 +92,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         trust: trusted_keys(&a.trust)?.unwrap_or_default(),
     };
     super::measure_cmd::runtime()?.block_on(async {
+        let stop = super::signals::shutdown_requested();
         let server = crate::serve::Server::start(&opts)?;
         let local = server.local_addr()?;
         if !local.ip().is_loopback() {
@@ -103,7 +104,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         println!("serving {} on http://{local}/", opts.results.display());
         server
             .run(async {
-                super::signals::shutdown_requested().await;
+                stop.await;
             })
             .await?;
         anyhow::Ok(exit::OK)

@@ -31,7 +31,8 @@ fn tree() -> &'static Night {
     })
 }
 
-/// A running `infermark serve`, stopped (SIGKILL) when dropped.
+/// A running `infermark serve`, stopped with SIGTERM when dropped (so it
+/// removes its private build directory).
 struct Served {
     child: Child,
     addr: SocketAddr,
@@ -39,9 +40,18 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Never signal a pid already reaped (it may be another process now).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            terminate(&self.child);
+            let _ = self.child.wait();
+        }
     }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
 }
 
 fn serve_args(results: &Path, args: &[&str]) -> Child {
@@ -419,7 +429,7 @@ fn a_non_loopback_address_needs_public_and_prints_a_warning() {
     let addr = bound_addr(&mut child);
     let mut served = Served { child, addr };
     let mut err = served.child.stderr.take().unwrap();
-    served.child.kill().unwrap();
+    terminate(&served.child);
     let mut text = String::new();
     err.read_to_string(&mut text).unwrap();
     assert!(text.contains("warning: serving on 0.0.0.0:"), "{text}");
@@ -429,11 +439,7 @@ fn a_non_loopback_address_needs_public_and_prints_a_warning() {
 fn sigterm_stops_the_server_gracefully_with_exit_0() {
     let mut s = serve(&tree().results());
     assert_eq!(get(s.addr, "/").status, 200);
-    let kill = Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    terminate(&s.child);
     assert_eq!(s.child.wait().unwrap().code(), Some(0));
 }
 
