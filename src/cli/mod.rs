@@ -78,6 +78,39 @@ pub enum Command {
     /// Merge result trees from many runners (a union; conflicts reported),
     /// then rebuild the index.
     Collect(CollectArgs),
+    /// Build a static site from a results tree: pages with SVG charts, a
+    /// JSON API as files, CSV/JSONL exports (works from file://).
+    Report(ReportArgs),
+    /// Serve the same site and JSON API live from a results tree,
+    /// read-only, with queries over its runs (`/api/v1/runs?...`).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub results: ResultsDirArg,
+    /// Address to listen on; port 0 picks a free one (printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Allow a non-loopback --addr (serves to other machines; warned on stderr).
+    #[arg(long)]
+    pub public: bool,
+    /// Public keys (`infermark key generate`) runs' signatures are checked against.
+    #[arg(long, value_name = "KEYFILE", num_args = 1..)]
+    pub trust: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub results: ResultsDirArg,
+    /// The site directory (created; only files it changed are written).
+    #[arg(long, value_name = "SITE")]
+    pub out: PathBuf,
+    /// Public keys (`infermark key generate`) runs' signatures are checked against.
+    #[arg(long, value_name = "KEYFILE", num_args = 1..)]
+    pub trust: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -576,6 +609,8 @@ pub fn main() -> ExitCode {
         Command::Nightly(a) => nightly_cmd::nightly(a),
         Command::Plan(a) => nightly_cmd::plan(a),
         Command::Collect(a) => nightly_cmd::collect(a),
+        Command::Report(a) => results_cmd::report(a),
+        Command::Serve(a) => results_cmd::serve(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -611,6 +646,10 @@ fn code_for(e: &anyhow::Error) -> u8 {
             || matches!(run_error(c), Some(crate::run::RunError::NoPoints(_)))
             || c.downcast_ref::<NightError>()
                 .is_some_and(NightError::is_invalid_input)
+            || c.downcast_ref::<crate::site::SiteError>()
+                .is_some_and(crate::site::SiteError::is_invalid_input)
+            || c.downcast_ref::<crate::serve::ServeError>()
+                .is_some_and(crate::serve::ServeError::is_invalid_input)
     });
     if invalid {
         exit::INVALID

@@ -1,7 +1,7 @@
-//! `infermark audit`, `index rebuild`, `results list|show`: reading the
+//! `infermark audit`, `index rebuild`, `results list|show`, `report`, `serve`: reading the
 //! results tree.
 
-use super::{AuditArgs, IndexCommand, InvalidInput, ResultsCommand, exit};
+use super::{AuditArgs, IndexCommand, InvalidInput, ReportArgs, ResultsCommand, ServeArgs, exit};
 use crate::provenance::sign::load_public_key;
 use crate::store::RunStatus;
 use crate::store::index::{self, Index, ListFilter};
@@ -70,4 +70,43 @@ pub fn results(c: ResultsCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<u8> {
+    let trust = trusted_keys(&a.trust)?.unwrap_or_default();
+    let opts = crate::site::BuildOptions {
+        results: a.results.results,
+        out: a.out,
+        trust,
+    };
+    let report = crate::site::build(&opts)?;
+    print!("{}", report.render(&opts.out));
+    Ok(exit::OK)
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let opts = crate::serve::ServeOptions {
+        results: a.results.results,
+        addr: a.addr,
+        public: a.public,
+        trust: trusted_keys(&a.trust)?.unwrap_or_default(),
+    };
+    super::measure_cmd::runtime()?.block_on(async {
+        let stop = super::signals::shutdown_requested();
+        let server = crate::serve::Server::start(&opts)?;
+        let local = server.local_addr()?;
+        if !local.ip().is_loopback() {
+            eprintln!(
+                "warning: serving on {local}, not a loopback address: other machines can read this tree"
+            );
+        }
+        // The first stdout line is the contract with whoever started us.
+        println!("serving {} on http://{local}/", opts.results.display());
+        server
+            .run(async {
+                stop.await;
+            })
+            .await?;
+        anyhow::Ok(exit::OK)
+    })
 }

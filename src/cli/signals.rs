@@ -51,11 +51,14 @@ async fn first_of(term: &mut Option<Signal>, int: &mut Option<Signal>) -> &'stat
     }
 }
 
-/// Waits for the first SIGTERM or SIGINT from now on.
-pub(super) async fn shutdown_requested() -> &'static str {
+/// Waits for the first SIGTERM or SIGINT from the call on: the handlers
+/// are installed by the call, not when the future is first polled, so a
+/// signal sent after a server printed its address is never the default
+/// (fatal) one. Call it inside the runtime.
+pub(super) fn shutdown_requested() -> impl Future<Output = &'static str> {
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
-    first_of(&mut term, &mut int).await
+    async move { first_of(&mut term, &mut int).await }
 }
 
 async fn recv(s: &mut Option<Signal>) {

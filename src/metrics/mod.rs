@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-pub use records_io::{read_records, read_summary, write_records, write_summary};
+pub use records_io::{read_records, read_summary, records_from_text, write_records, write_summary};
 pub use stats::LatencyStats;
 pub use summarize::{RequestSample, request_samples, summarize};
 pub use summary::{SUMMARY_FORMAT, Summary};

@@ -23,15 +23,31 @@ pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, MetricsError> {
     let mut records = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(read_error)?;
-        let record = parse_json(&line).map_err(|(key, source)| MetricsError::RecordLine {
-            path: path.to_path_buf(),
-            line: i + 1,
-            key,
-            source,
-        })?;
-        records.push(record);
+        records.push(parse_record(path, i, &line)?);
     }
     Ok(records)
+}
+
+/// The records of a `requests.jsonl` already read into memory (by a
+/// bounded reader); `path` names it in errors.
+pub fn records_from_text(path: &Path, text: &str) -> Result<Vec<RequestRecord>, MetricsError> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    body.split('\n')
+        .enumerate()
+        .map(|(i, line)| parse_record(path, i, line))
+        .collect()
+}
+
+fn parse_record(path: &Path, i: usize, line: &str) -> Result<RequestRecord, MetricsError> {
+    parse_json(line).map_err(|(key, source)| MetricsError::RecordLine {
+        path: path.to_path_buf(),
+        line: i + 1,
+        key,
+        source,
+    })
 }
 
 /// Writes `records` as `requests.jsonl`, replacing any existing file.

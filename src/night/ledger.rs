@@ -83,14 +83,7 @@ pub fn today(now: std::time::SystemTime) -> String {
 /// A night id names a directory: letters, digits, `.`, `_` and `-` only,
 /// and not `.` or `..`.
 pub fn check_night_id(night: &str) -> Result<(), NightError> {
-    let ok = !night.is_empty()
-        && night != "."
-        && night != ".."
-        && night.len() <= 64
-        && night
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if crate::store::layout::is_plain_name(night, 64) {
         Ok(())
     } else {
         Err(NightError::BadNightId(night.to_string()))

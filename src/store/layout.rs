@@ -13,7 +13,7 @@
 //! <root>/index.sqlite                                  derived from the files; rebuildable
 //! ```
 //!
-//! A leaf: constants only, importing nothing. Every module that reads or
+//! A leaf: constants and the rule for a name in the tree, importing nothing. Every module that reads or
 //! writes the tree takes its names from here, including `provenance`
 //! (which names the files its statement covers) and `report` (the night
 //! records), although `store` itself sits above them in the data flow: the
@@ -72,3 +72,16 @@ pub const RUN_DIR_FILES: [&str; 5] = [
 pub const FAILURE_FILE: &str = "failure.json";
 /// A verdict's file in `verdicts/<verdict-id>/`.
 pub const VERDICT_FILE: &str = "verdict.json";
+
+/// Whether `name` can be a directory name of the tree (a night id) or a
+/// path component derived from one: ASCII letters, digits, `.`, `_` and
+/// `-`, at most `max` bytes, and not `.` or `..`.
+pub fn is_plain_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

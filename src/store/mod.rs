@@ -10,6 +10,7 @@
 //! provenance"). The files are the truth; the index is a cache of them.
 
 pub mod atomic;
+pub mod bounded;
 pub mod collect;
 pub mod index;
 pub mod layout;
@@ -442,13 +443,18 @@ impl Failure {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_json(path, &text)
+    }
+
+    /// Parses `failure.json` text; `path` names it in errors.
+    pub fn from_json(path: &Path, text: &str) -> Result<Failure, StoreError> {
         #[derive(Deserialize)]
         struct FormatProbe {
             format: Option<String>,
         }
         if let Ok(FormatProbe {
             format: Some(found),
-        }) = serde_json::from_str(&text)
+        }) = serde_json::from_str(text)
             && found != FAILURE_FORMAT
         {
             return Err(StoreError::UnknownFailureFormat {
@@ -461,7 +467,7 @@ impl Failure {
             key,
             source,
         };
-        let mut de = serde_json::Deserializer::from_str(&text);
+        let mut de = serde_json::Deserializer::from_str(text);
         let failure: Failure = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| json_error(e.path().to_string(), e.into_inner()))?;
         de.end().map_err(|e| json_error(String::new(), e))?;

@@ -9,7 +9,9 @@ mod cli_spec;
 mod engine;
 mod lock;
 mod nightly;
+mod report;
 mod run_checks;
+mod serve;
 mod sign;
 mod verify;
 

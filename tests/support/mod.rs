@@ -3,6 +3,7 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod containers;
 pub mod engines;
 pub mod locking;
