@@ -215,9 +215,7 @@ impl LoadedRun {
         // The one reader of environment.json; drift then compares its facts
         // by JSON pointer.
         let environment = crate::probe::Environment::from_json(&text)
-            .map(|env| {
-                serde_json::to_value(&env).expect("an environment serialises: string keys")
-            })
+            .map(|env| serde_json::to_value(&env).expect("an environment serialises: string keys"))
             .map_err(|e| ReproduceError::Invalid {
                 path: env_path.clone(),
                 message: e.to_string(),
