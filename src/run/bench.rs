@@ -127,21 +127,6 @@ output-tokens = 4
 concurrency = [1, 2, 4]
 "#;
 
-    const OPEN: &str = r#"
-schema = 1
-name = "open"
-[hardware]
-class = "cpu"
-[engine]
-kind = "sim"
-[workload]
-input-tokens = 16
-output-tokens = 4
-[load]
-rate = [5.0]
-requests = 10
-"#;
-
     fn experiment(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("x.toml");
@@ -172,7 +157,8 @@ requests = 10
 
     #[test]
     fn a_concurrency_on_an_open_loop_experiment_is_wrong_input_naming_the_flag() {
-        let (_d, f) = experiment(OPEN);
+        let open = CLOSED.replace("concurrency = [1, 2, 4]", "rate = [5.0]\nrequests = 10");
+        let (_d, f) = experiment(&open);
         let choice = Choice {
             concurrency: Some(2),
             point: None,
