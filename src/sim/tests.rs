@@ -656,14 +656,17 @@ async fn stall_fault_shows_as_one_long_gap() {
         .map(|w| (w[1] - w[0]) / 1_000_000)
         .collect();
     // A stall of a second: far above any gap a loaded shared machine adds
-    // to the 1 ms ITL, so the test cannot mistake noise for the fault.
+    // to the 1 ms ITL, so the test cannot mistake noise for the fault. The
+    // stamps are taken around the sleep, not at its ends, so the gap may
+    // fall short of 1000 ms by part of a millisecond (999 ms was seen):
+    // 900 ms still tells the stall from every other gap.
     assert!(
-        gaps[2] >= 1000,
+        gaps[2] >= 900,
         "gap after token 3: {} ms (all gaps {gaps:?})",
         gaps[2]
     );
     assert!(
-        gaps.iter().filter(|&&g| g >= 1000).count() == 1,
+        gaps.iter().filter(|&&g| g >= 900).count() == 1,
         "exactly one stall: {gaps:?}"
     );
 }
