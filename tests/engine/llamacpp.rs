@@ -39,7 +39,8 @@ fn four_concurrent_streams_give_exactly_max_tokens_with_usage_equal_to_chunks() 
     );
     assert_eq!(b.code, Some(0), "{}", b.stderr);
     let (s, records) = (b.summary, b.records);
-    assert_eq!(s["counts"]["completed"], 16);
+    // 8 requests per client, 4 clients.
+    assert_eq!(s["counts"]["completed"], 32);
     assert_eq!(s["counts"]["failed"], 0);
     assert_eq!(s["throughput"]["max_concurrent_requests"], 4);
     let mut disagreeing = 0;
